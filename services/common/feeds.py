@@ -1,0 +1,98 @@
+"""Change feeds: a transactional outbox read by other services with `?after=SEQ`.
+
+A change is buffered on the session and written just before that session commits, so the
+change and its feed entry land together or not at all. On PostgreSQL the writers take one
+advisory lock for the outbox, so sequence numbers become visible in order and a reader
+polling `after=N` can never skip a change that commits late.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import JSON, BigInteger, Integer, String, event, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from services.common.db import UtcDateTime, utcnow
+
+_PENDING = "duijie.outbox.pending"
+
+
+class ChangeMixin:
+    """Columns of a service's `changes` table."""
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    entity: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(20))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+def record_change(
+    session: AsyncSession, change_model: type[ChangeMixin], *, entity: str, entity_id: object, op: str,
+    data: dict[str, Any],
+) -> None:
+    """Queue a change for the feed; it is written by the same commit as the change itself."""
+    change = change_model()
+    change.entity, change.entity_id, change.op, change.data = entity, str(entity_id), op, data
+    session.sync_session.info.setdefault(_PENDING, []).append(change)
+
+
+def _outbox_lock_key(table: str) -> int:
+    return zlib.crc32(f"duijie-outbox:{table}".encode())
+
+
+def _write_pending_changes(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        table = type(pending[0]).__tablename__
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _outbox_lock_key(table)})
+    session.add_all(pending)
+    session.flush()
+
+
+def _forget_pending_changes(session: Session, *_: object) -> None:
+    session.info.pop(_PENDING, None)
+
+
+class OutboxSession(Session):
+    """The session class of a service with a change feed."""
+
+
+event.listen(OutboxSession, "before_commit", _write_pending_changes)
+event.listen(OutboxSession, "after_rollback", _forget_pending_changes)
+
+
+class ChangeRead(BaseModel):
+    seq: int
+    entity: str
+    entity_id: str
+    op: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class ChangePage(BaseModel):
+    items: list[ChangeRead]
+    last_seq: int
+
+
+async def read_changes(
+    session: AsyncSession, change_model: type[ChangeMixin], *, after: int, limit: int
+) -> ChangePage:
+    rows = (
+        await session.scalars(
+            select(change_model).where(change_model.seq > after).order_by(change_model.seq).limit(limit)
+        )
+    ).all()
+    items = [ChangeRead.model_validate(row, from_attributes=True) for row in rows]
+    return ChangePage(items=items, last_seq=items[-1].seq if items else after)

@@ -1,0 +1,138 @@
+"""Every query on the needs database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, and_, literal, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.db import Quantity
+from services.needs.models import Commitment, CommitmentStatus, Need, NeedStatus
+from services.needs.schemas import NeedFilters
+
+
+def _amount(value: Decimal) -> ColumnElement[Decimal]:
+    return literal(value, Quantity())
+
+
+async def get_need(session: AsyncSession, need_id: uuid.UUID, *, refresh: bool = False) -> Need | None:
+    return await session.get(Need, need_id, populate_existing=refresh)
+
+
+def add_need(session: AsyncSession, need: Need) -> None:
+    session.add(need)
+
+
+def _draft_visibility(draft_prefix: str | None) -> ColumnElement[bool]:
+    """Drafts show only inside `draft_prefix` ('' = everywhere, None = nowhere)."""
+    if draft_prefix is None:
+        return Need.status != NeedStatus.DRAFT
+    if draft_prefix == "":
+        return true()
+    return or_(Need.status != NeedStatus.DRAFT, Need.village_code.startswith(draft_prefix, autoescape=True))
+
+
+def _filter_clauses(filters: NeedFilters) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if filters.status is not None:
+        clauses.append(Need.status == filters.status)
+    if filters.category is not None:
+        clauses.append(Need.category == filters.category)
+    if filters.kind is not None:
+        clauses.append(Need.kind == filters.kind)
+    if filters.region:
+        clauses.append(Need.village_code.startswith(filters.region, autoescape=True))
+    if filters.village_code:
+        clauses.append(Need.village_code == filters.village_code)
+    if filters.q:
+        clauses.append(
+            or_(Need.title.icontains(filters.q, autoescape=True), Need.description.icontains(filters.q, autoescape=True))
+        )
+    if filters.urgency_min is not None:
+        clauses.append(Need.urgency >= filters.urgency_min)
+    if filters.needed_before is not None:
+        clauses.append(Need.needed_by <= filters.needed_before)
+    return clauses
+
+
+async def list_needs(
+    session: AsyncSession,
+    filters: NeedFilters,
+    *,
+    draft_prefix: str | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[Need]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    query = select(Need).where(_draft_visibility(draft_prefix), *_filter_clauses(filters))
+    if after is not None:
+        created_at, need_id = after
+        query = query.where(
+            or_(Need.created_at < created_at, and_(Need.created_at == created_at, Need.id < need_id))
+        )
+    query = query.order_by(Need.created_at.desc(), Need.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def add_to_committed(session: AsyncSession, need_id: uuid.UUID, quantity: Decimal) -> bool:
+    """Commit `quantity` only if the need is open and has that much left: one atomic UPDATE."""
+    result = await session.execute(
+        update(Need)
+        .where(
+            Need.id == need_id,
+            Need.status == NeedStatus.OPEN,
+            Need.quantity - Need.committed >= _amount(quantity),
+        )
+        .values(committed=Need.committed + _amount(quantity), version=Need.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def subtract_from_committed(session: AsyncSession, need_id: uuid.UUID, quantity: Decimal) -> None:
+    await session.execute(
+        update(Need)
+        .where(Need.id == need_id)
+        .values(committed=Need.committed - _amount(quantity), version=Need.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def add_to_delivered(session: AsyncSession, need_id: uuid.UUID, quantity: Decimal) -> bool:
+    result = await session.execute(
+        update(Need)
+        .where(Need.id == need_id, Need.committed - Need.delivered >= _amount(quantity))
+        .values(delivered=Need.delivered + _amount(quantity), version=Need.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def get_commitment(session: AsyncSession, match_id: uuid.UUID, *, lock: bool = False) -> Commitment | None:
+    query = select(Commitment).where(Commitment.match_id == match_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.scalars(query.execution_options(populate_existing=True))).one_or_none()
+
+
+async def insert_commitment(session: AsyncSession, commitment: Commitment) -> bool:
+    """Insert inside a savepoint; False when another request holds this match id already."""
+    try:
+        async with session.begin_nested():
+            session.add(commitment)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+async def count_active_commitments(session: AsyncSession, need_id: uuid.UUID) -> int:
+    rows = await session.scalars(
+        select(Commitment.id).where(Commitment.need_id == need_id, Commitment.status == CommitmentStatus.ACTIVE)
+    )
+    return len(rows.all())
+

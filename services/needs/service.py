@@ -1,0 +1,283 @@
+"""The rules of needs: who may do what, the lifecycle, and commitments. Flushes, never commits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic_core import PydanticCustomError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.errors import Conflict, Forbidden, NotFound, invalid_field
+from services.common.feeds import record_change
+from services.common.http import check_version, decode_cursor, encode_cursor
+from services.common.identity import Principal, Role
+from services.common.messages import Text
+from services.common.vocabulary import Kind, check_quantity, check_unit
+from services.needs import repository
+from services.needs.models import Change, Commitment, CommitmentStatus, Need, NeedStatus
+from services.needs.schemas import CommitmentCreate, NeedCreate, NeedFilters, NeedUpdate
+
+NEED_NOT_FOUND = Text("找不到这条需求。", "No such need.")
+EDITABLE = (NeedStatus.DRAFT, NeedStatus.OPEN)
+
+
+# --- who may do what ----------------------------------------------------------------------
+
+def can_manage(principal: Principal, village_code: str) -> bool:
+    """The village's own officer, a coordinator whose region covers it, or an admin."""
+    return principal.speaks_for_village(village_code) or principal.governs_region(village_code)
+
+
+def _ensure_can_manage(principal: Principal, village_code: str) -> None:
+    if not can_manage(principal, village_code):
+        raise Forbidden(
+            Text("只有本村村干部或辖区协调员可以管理村 {village} 的需求。",
+                 "Only the village's officer or a coordinator of its region may manage needs of {village}."),
+            village=village_code,
+        )
+
+
+def _draft_prefix(principal: Principal) -> str | None:
+    if principal.role is Role.ADMIN:
+        return ""
+    if principal.role is Role.COORDINATOR:
+        return principal.region_code
+    if principal.role is Role.OFFICER:
+        return principal.village_code
+    return None
+
+
+# --- needs --------------------------------------------------------------------------------
+
+def _publish(session: AsyncSession, need: Need, op: str) -> None:
+    record_change(session, Change, entity="need", entity_id=need.id, op=op, data=need.feed_data())
+
+
+async def create_need(session: AsyncSession, *, principal: Principal, data: NeedCreate) -> Need:
+    _ensure_can_manage(principal, data.village_code)
+    need = Need(
+        **data.model_dump(exclude={"requester", "status"}),
+        requester_name=data.requester.name if data.requester else None,
+        requester_phone=data.requester.phone if data.requester else None,
+        status=data.status,
+        committed=Decimal(0),
+        delivered=Decimal(0),
+        version=1,
+        created_by=principal.subject,
+    )
+    repository.add_need(session, need)
+    await session.flush()
+    _publish(session, need, "created")
+    return need
+
+
+async def get_need(session: AsyncSession, *, principal: Principal, need_id: uuid.UUID) -> Need:
+    need = await repository.get_need(session, need_id)
+    if need is None or (need.status == NeedStatus.DRAFT and not can_manage(principal, need.village_code)):
+        raise NotFound(NEED_NOT_FOUND)
+    return need
+
+
+async def list_needs(
+    session: AsyncSession, *, principal: Principal, filters: NeedFilters, limit: int, cursor: str | None
+) -> tuple[list[Need], str | None]:
+    after = None
+    if cursor:
+        created_at, need_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(created_at), uuid.UUID(need_id))
+        except ValueError:
+            decode_cursor("", 2)  # raises the same clear error as any other bad cursor
+    rows = await repository.list_needs(
+        session, filters, draft_prefix=_draft_prefix(principal), limit=limit + 1, after=after
+    )
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor([page[-1].created_at.isoformat(), page[-1].id]) if more else None
+    return page, next_cursor
+
+
+async def _editable_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID) -> Need:
+    need = await get_need(session, principal=principal, need_id=need_id)
+    _ensure_can_manage(principal, need.village_code)
+    return need
+
+
+def _ensure_status(need: Need, allowed: tuple[NeedStatus, ...], action: Text) -> None:
+    if need.status not in allowed:
+        raise Conflict(
+            Text("需求当前为“{status}”，不能{action}。", "The need is {status}; it cannot be {action_en}."),
+            status=need.status, action=action.zh, action_en=action.en,
+        )
+
+
+async def update_need(
+    session: AsyncSession, *, principal: Principal, need_id: uuid.UUID, expected_version: int, data: NeedUpdate
+) -> Need:
+    need = await _editable_need(session, principal, need_id)
+    check_version(expected_version, need.version)
+    _ensure_status(need, EDITABLE, Text("修改", "changed"))
+    changes = data.model_dump(exclude_unset=True, exclude={"requester", "status"})
+    if data.status == NeedStatus.OPEN:
+        changes["status"] = NeedStatus.OPEN
+    if "requester" in data.model_fields_set:
+        changes["requester_name"] = data.requester.name if data.requester else None
+        changes["requester_phone"] = data.requester.phone if data.requester else None
+    _check_update_keeps_commitments(need, changes)
+    for field, value in changes.items():
+        setattr(need, field, value)
+    need.version += 1
+    await session.flush()
+    _publish(session, need, "updated")
+    return need
+
+
+def _check_update_keeps_commitments(need: Need, changes: dict[str, object]) -> None:
+    kind, unit = Kind(str(changes.get("kind", need.kind))), str(changes.get("unit", need.unit))
+    quantity = changes.get("quantity", need.quantity)
+    assert isinstance(quantity, Decimal)
+    try:
+        check_unit(kind, unit)
+    except PydanticCustomError as exc:
+        raise invalid_field("unit", exc) from exc
+    try:
+        check_quantity(unit, quantity)
+    except PydanticCustomError as exc:
+        raise invalid_field("quantity", exc) from exc
+    if need.committed > 0 and (kind != need.kind or unit != need.unit):
+        raise Conflict(Text("已有承诺的需求不能修改类型或单位。", "A need with commitments cannot change kind or unit."))
+    if quantity < need.committed:
+        raise Conflict(
+            Text("数量不能少于已承诺的 {committed}。", "The quantity cannot drop below the {committed} already committed."),
+            committed=need.committed,
+        )
+
+
+async def close_need(session: AsyncSession, *, principal: Principal, need_id: uuid.UUID) -> Need:
+    """Stop taking offers; what is already committed still arrives."""
+    need = await _editable_need(session, principal, need_id)
+    _ensure_status(need, EDITABLE, Text("关闭", "closed"))
+    need.status, need.version = NeedStatus.CLOSED, need.version + 1
+    await session.flush()
+    _publish(session, need, "closed")
+    return need
+
+
+async def cancel_need(session: AsyncSession, *, principal: Principal, need_id: uuid.UUID) -> Need:
+    need = await _editable_need(session, principal, need_id)
+    _ensure_status(need, EDITABLE, Text("撤销", "cancelled"))
+    if await repository.count_active_commitments(session, need.id):
+        raise Conflict(
+            Text("这条需求已有批准的对接，请先取消这些对接再撤销。",
+                 "This need has approved matches; cancel them before cancelling the need.")
+        )
+    need.status, need.version = NeedStatus.CANCELLED, need.version + 1
+    await session.flush()
+    _publish(session, need, "cancelled")
+    return need
+
+
+# --- commitments (internal, keyed by match id) ----------------------------------------------
+
+def _same_commitment(existing: Commitment, need_id: uuid.UUID, quantity: Decimal) -> Commitment:
+    if existing.status == CommitmentStatus.RELEASED:
+        raise Conflict(Text("该对接的承诺已释放，不能再次承诺。", "This match's commitment was released; it cannot commit again."))
+    if existing.need_id != need_id or existing.quantity != quantity:
+        raise Conflict(
+            Text("该对接已以不同的需求或数量承诺过。", "This match already holds a commitment of another need or quantity.")
+        )
+    return existing
+
+
+async def _refusal_reason(session: AsyncSession, need_id: uuid.UUID, quantity: Decimal) -> Conflict:
+    need = await repository.get_need(session, need_id, refresh=True)
+    if need is None:
+        raise NotFound(NEED_NOT_FOUND)
+    if need.status != NeedStatus.OPEN:
+        return Conflict(Text("需求当前为“{status}”，不能再承诺。", "The need is {status}; it takes no commitments."),
+                        status=need.status)
+    return Conflict(
+        Text("需求只剩 {remaining} {unit}，不足 {quantity}。", "The need has only {remaining} {unit} left, not {quantity}."),
+        remaining=need.remaining, unit=need.unit, quantity=quantity,
+    )
+
+
+async def commit(session: AsyncSession, *, need_id: uuid.UUID, data: CommitmentCreate) -> Commitment:
+    existing = await repository.get_commitment(session, data.match_id)
+    if existing is not None:
+        return _same_commitment(existing, need_id, data.quantity)
+    commitment = Commitment(need_id=need_id, match_id=data.match_id, quantity=data.quantity, delivered=Decimal(0),
+                            status=CommitmentStatus.ACTIVE)
+    if await repository.get_need(session, need_id) is None:
+        raise NotFound(NEED_NOT_FOUND)
+    if not await repository.insert_commitment(session, commitment):
+        existing = await repository.get_commitment(session, data.match_id)
+        assert existing is not None
+        return _same_commitment(existing, need_id, data.quantity)
+    if not await repository.add_to_committed(session, need_id, data.quantity):
+        raise await _refusal_reason(session, need_id, data.quantity)
+    await _publish_after_write(session, need_id, "committed")
+    return commitment
+
+
+async def release(session: AsyncSession, *, need_id: uuid.UUID, match_id: uuid.UUID) -> Commitment:
+    """Give back what was not delivered. Releasing twice, or before any commit, is harmless."""
+    commitment = await repository.get_commitment(session, match_id, lock=True)
+    if commitment is None:
+        # A tombstone, so that a late retry of the commit cannot take the quantity after all.
+        commitment = Commitment(need_id=need_id, match_id=match_id, quantity=Decimal(0), delivered=Decimal(0),
+                                status=CommitmentStatus.RELEASED)
+        if not await repository.insert_commitment(session, commitment):
+            return await release(session, need_id=need_id, match_id=match_id)
+        return commitment
+    if commitment.need_id != need_id:
+        raise NotFound(Text("该需求下没有这个对接的承诺。", "This need holds no commitment for that match."))
+    if commitment.status == CommitmentStatus.ACTIVE:
+        await repository.subtract_from_committed(session, need_id, commitment.quantity - commitment.delivered)
+        commitment.status = CommitmentStatus.RELEASED
+        await session.flush()
+        await _publish_after_write(session, need_id, "released")
+    return commitment
+
+
+async def record_delivered(
+    session: AsyncSession, *, need_id: uuid.UUID, match_id: uuid.UUID, delivered_total: Decimal
+) -> Commitment:
+    commitment = await repository.get_commitment(session, match_id, lock=True)
+    if commitment is None or commitment.need_id != need_id:
+        raise NotFound(Text("该需求下没有这个对接的承诺。", "This need holds no commitment for that match."))
+    if commitment.status != CommitmentStatus.ACTIVE:
+        raise Conflict(Text("该承诺已释放，不能再登记交付。", "This commitment was released; no more deliveries."))
+    if delivered_total > commitment.quantity:
+        raise Conflict(
+            Text("交付总量 {total} 超过承诺的 {quantity}。", "A delivered total of {total} exceeds the {quantity} committed."),
+            total=delivered_total, quantity=commitment.quantity,
+        )
+    delta = delivered_total - commitment.delivered
+    if delta <= 0:
+        return commitment  # a repeat, or an older retry arriving late
+    if not await repository.add_to_delivered(session, need_id, delta):
+        raise Conflict(Text("交付量超过承诺量。", "Delivered would exceed committed."))
+    commitment.delivered = delivered_total
+    await session.flush()
+    need = await repository.get_need(session, need_id, refresh=True)
+    assert need is not None
+    if need.delivered >= need.quantity and need.status in (NeedStatus.OPEN, NeedStatus.CLOSED):
+        need.status = NeedStatus.FULFILLED
+        await session.flush()
+    _publish(session, need, "delivered")
+    return commitment
+
+
+async def _publish_after_write(session: AsyncSession, need_id: uuid.UUID, op: str) -> None:
+    need = await repository.get_need(session, need_id, refresh=True)
+    assert need is not None
+    _publish(session, need, op)
+
+
+async def need_remaining(session: AsyncSession, need_id: uuid.UUID) -> Decimal:
+    need = await repository.get_need(session, need_id, refresh=True)
+    if need is None:
+        raise NotFound(NEED_NOT_FOUND)
+    return need.remaining
