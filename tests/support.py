@@ -139,3 +139,15 @@ async def empty_tables(engine_owner: Any, metadata: MetaData) -> None:
         else:
             for table in reversed(metadata.sorted_tables):
                 await connection.execute(table.delete())
+
+
+def migrated_sqlite_url(tmp_dir: Path, service: str) -> str:
+    """A fresh SQLite database at head, for tests that run outside the session's event loop."""
+    url = f"sqlite+aiosqlite:///{tmp_dir / f'{service}-{uuid.uuid4().hex[:8]}.db'}"
+    migrate.upgrade(service, url)
+    return url
+
+
+def fuzz_headers(tokens: Tokens, path: str) -> dict[str, str]:
+    """Fuzzing signs in as someone allowed almost everything, so inputs reach the service's rules."""
+    return tokens.service() if path.startswith("/internal/") else tokens.admin()

@@ -175,11 +175,23 @@ def _field_name(loc: Iterable[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _readable_context(ctx: Mapping[str, Any], locale: str) -> dict[str, Any]:
+    """Bounds as people write them (90, not 90.0), and lists joined in the caller's language."""
+    readable: dict[str, Any] = {}
+    for name, value in ctx.items():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if name == "expected" and isinstance(value, str) and locale == "zh":
+            value = value.replace(" or ", " 或 ")
+        readable[name] = value
+    return readable
+
+
 def field_errors_from_pydantic(raw_errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     locale = current_locale.get()
     errors: list[FieldError] = []
     for raw in raw_errors:
-        ctx = dict(raw.get("ctx") or {})
+        ctx = _readable_context(raw.get("ctx") or {}, locale)
         field = _field_name(raw.get("loc", ()))
         if raw.get("type") == "duijie" and locale in ctx:
             errors.append(FieldError(field, Text(ctx["zh"], ctx["en"])))

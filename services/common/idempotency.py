@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +49,10 @@ def validated_key(raw: str) -> str:
 
 
 async def fingerprint_of(request: Request) -> str:
-    digest = hashlib.sha256()
+    # Keyed when the app holds a key (the gateway): there, bodies carry passwords, and a plain
+    # SHA-256 of one stored in the database would be a fast-to-guess copy of the password.
+    key: bytes | None = getattr(request.app.state, "idempotency_fingerprint_key", None)
+    digest = hmac.new(key, digestmod=hashlib.sha256) if key else hashlib.sha256()
     for part in (request.method, request.url.path, request.url.query):
         digest.update(part.encode())
         digest.update(b"\0")

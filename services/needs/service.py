@@ -225,12 +225,7 @@ async def release(session: AsyncSession, *, need_id: uuid.UUID, match_id: uuid.U
     """Give back what was not delivered. Releasing twice, or before any commit, is harmless."""
     commitment = await repository.get_commitment(session, match_id, lock=True)
     if commitment is None:
-        # A tombstone, so that a late retry of the commit cannot take the quantity after all.
-        commitment = Commitment(need_id=need_id, match_id=match_id, quantity=Decimal(0), delivered=Decimal(0),
-                                status=CommitmentStatus.RELEASED)
-        if not await repository.insert_commitment(session, commitment):
-            return await release(session, need_id=need_id, match_id=match_id)
-        return commitment
+        commitment = await _insert_tombstone(session, need_id=need_id, match_id=match_id)
     if commitment.need_id != need_id:
         raise NotFound(Text("该需求下没有这个对接的承诺。", "This need holds no commitment for that match."))
     if commitment.status == CommitmentStatus.ACTIVE:
@@ -239,6 +234,20 @@ async def release(session: AsyncSession, *, need_id: uuid.UUID, match_id: uuid.U
         await session.flush()
         await _publish_after_write(session, need_id, "released")
     return commitment
+
+
+async def _insert_tombstone(session: AsyncSession, *, need_id: uuid.UUID, match_id: uuid.UUID) -> Commitment:
+    """A released, empty commitment, so that a late retry of the commit cannot take the quantity after all."""
+    if await repository.get_need(session, need_id) is None:
+        raise NotFound(NEED_NOT_FOUND)
+    tombstone = Commitment(need_id=need_id, match_id=match_id, quantity=Decimal(0), delivered=Decimal(0),
+                           status=CommitmentStatus.RELEASED)
+    if await repository.insert_commitment(session, tombstone):
+        return tombstone
+    # A concurrent commit or release of the same match got there first: act on what it wrote.
+    existing = await repository.get_commitment(session, match_id, lock=True)
+    assert existing is not None
+    return existing
 
 
 async def record_delivered(
