@@ -18,7 +18,7 @@ from gateway.models import User
 from gateway.schemas import UserCreate
 from services.common.db import Database, utcnow
 from services.common.errors import CORRECT_FIELDS, AppError, Conflict, FieldError, Forbidden, Unauthorized, ValidationFailed
-from services.common.http import decode_cursor, encode_cursor
+from services.common.http import decode_keyset, keyset_page
 from services.common.identity import Principal, Role
 from services.common.messages import Text
 
@@ -237,22 +237,12 @@ async def list_users(
     """An admin sees everyone; a coordinator sees the people of their region and those they created."""
     if principal.role not in (Role.ADMIN, Role.COORDINATOR):
         raise Forbidden(Text("只有管理员和协调员可以查看用户。", "Only admins and coordinators may list users."))
-    after = _decode_user_cursor(cursor) if cursor else None
+    after = decode_keyset(cursor)
     await signed_in_user(session, principal)
     region = None if principal.is_admin else _coordinator_region(principal)
     creator = None if principal.is_admin else _creator_id(principal) or uuid.UUID(int=0)
     rows = await repository.list_users(session, region=region, creator=creator, role=role, limit=limit + 1, after=after)
-    page, more = rows[:limit], len(rows) > limit
-    return page, encode_cursor([page[-1].created_at.isoformat(), page[-1].id]) if more else None
-
-
-def _decode_user_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    created_at, user_id = decode_cursor(cursor, 2)
-    try:
-        return datetime.fromisoformat(created_at), uuid.UUID(user_id)
-    except ValueError:
-        decode_cursor("", 2)  # raises the same clear error as any other bad cursor
-        raise
+    return keyset_page(rows, limit)
 
 
 # --- the first admin -----------------------------------------------------------------------

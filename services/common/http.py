@@ -9,7 +9,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
 
 from fastapi import Request
 from prometheus_client import Counter, Histogram
@@ -120,3 +121,36 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
             Text("cursor 无效：请使用上一页返回的 next_cursor。", "Invalid cursor: use the next_cursor of the previous page.")
         )
     return values
+
+
+# Every list is newest first and pages by (created_at, id): one cursor shape for all of them.
+Keyset = tuple[datetime, uuid.UUID]
+
+
+class _Keyed(Protocol):
+    id: uuid.UUID
+    created_at: datetime
+
+
+Keyed = TypeVar("Keyed", bound=_Keyed)
+
+
+def decode_keyset(cursor: str | None) -> Keyset | None:
+    """The position a `next_cursor` points at; a hand-made or naive-time cursor is a clear 422, never a 500."""
+    if not cursor:
+        return None
+    created_at, row_id = decode_cursor(cursor, 2)
+    try:
+        position = datetime.fromisoformat(created_at), uuid.UUID(row_id)
+    except ValueError:
+        position = None
+    if position is None or position[0].tzinfo is None:
+        decode_cursor("", 2)  # raises the same clear error as any other bad cursor
+    return position
+
+
+def keyset_page(rows: list[Keyed], limit: int) -> tuple[list[Keyed], str | None]:
+    """`rows` holds one more than a page when another page follows."""
+    page = rows[:limit]
+    more = len(rows) > limit
+    return page, encode_cursor([page[-1].created_at.isoformat(), page[-1].id]) if more else None

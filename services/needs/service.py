@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 
 from pydantic_core import PydanticCustomError
@@ -11,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import Conflict, Forbidden, NotFound, invalid_field
 from services.common.feeds import record_change
-from services.common.http import check_version, decode_cursor, encode_cursor
+from services.common.http import check_version, decode_keyset, keyset_page
 from services.common.identity import Principal, Role
 from services.common.messages import Text
 from services.common.vocabulary import Kind, check_quantity, check_unit
@@ -83,19 +82,10 @@ async def get_need(session: AsyncSession, *, principal: Principal, need_id: uuid
 async def list_needs(
     session: AsyncSession, *, principal: Principal, filters: NeedFilters, limit: int, cursor: str | None
 ) -> tuple[list[Need], str | None]:
-    after = None
-    if cursor:
-        created_at, need_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created_at), uuid.UUID(need_id))
-        except ValueError:
-            decode_cursor("", 2)  # raises the same clear error as any other bad cursor
     rows = await repository.list_needs(
-        session, filters, draft_prefix=_draft_prefix(principal), limit=limit + 1, after=after
+        session, filters, draft_prefix=_draft_prefix(principal), limit=limit + 1, after=decode_keyset(cursor)
     )
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor([page[-1].created_at.isoformat(), page[-1].id]) if more else None
-    return page, next_cursor
+    return keyset_page(rows, limit)
 
 
 async def _editable_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID) -> Need:

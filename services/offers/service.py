@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.db import utcnow
 from services.common.errors import CORRECT_FIELDS, Conflict, FieldError, Forbidden, NotFound, ValidationFailed, invalid_field
 from services.common.feeds import record_change
-from services.common.http import check_version, decode_cursor, encode_cursor
+from services.common.http import check_version, decode_keyset, keyset_page
 from services.common.identity import Principal, Role
 from services.common.messages import Text
 from services.common.vocabulary import Kind, check_quantity, check_unit
@@ -94,34 +94,6 @@ def _ensure_speaks_for(principal: Principal, organisation: Organisation) -> None
 
 # --- pages ----------------------------------------------------------------------------------------
 
-class _Listed(Protocol):
-    id: uuid.UUID
-    created_at: datetime
-
-
-def _after(cursor: str | None) -> repository.Cursor | None:
-    if not cursor:
-        return None
-    created_at, row_id = decode_cursor(cursor, 2)
-    try:
-        after = datetime.fromisoformat(created_at), uuid.UUID(row_id)
-    except ValueError:
-        after = None
-    if after is None or after[0].tzinfo is None:  # a naive time would fail at the UTC column, as a 500
-        decode_cursor("", 2)  # raises the same clear error as any other bad cursor
-    return after
-
-
-Listed = TypeVar("Listed", bound=_Listed)
-
-
-def _page(rows: list[Listed], limit: int) -> tuple[list[Listed], str | None]:
-    """`rows` holds one more than a page when another page follows."""
-    page = rows[:limit]
-    more = len(rows) > limit
-    return page, encode_cursor([page[-1].created_at.isoformat(), page[-1].id]) if more else None
-
-
 def _publish(session: AsyncSession, entity: str, row: Organisation | Offer | Pairing, op: str) -> None:
     record_change(session, Change, entity=entity, entity_id=row.id, op=op, data=row.feed_data())
 
@@ -178,9 +150,9 @@ async def list_organisations(
     own = principal.organisation_id if principal.role is Role.ORG_MEMBER else None
     rows = await repository.list_organisations(
         session, filters, unverified_within=_unverified_within(principal), own_organisation=own,
-        limit=limit + 1, after=_after(cursor),
+        limit=limit + 1, after=decode_keyset(cursor),
     )
-    return _page(rows, limit)
+    return keyset_page(rows, limit)
 
 
 async def update_organisation(
@@ -278,8 +250,8 @@ async def get_offer(session: AsyncSession, *, offer_id: uuid.UUID) -> Offer:
 async def list_offers(
     session: AsyncSession, *, filters: OfferFilters, limit: int, cursor: str | None
 ) -> tuple[list[Offer], str | None]:
-    rows = await repository.list_offers(session, filters, limit=limit + 1, after=_after(cursor))
-    return _page(rows, limit)
+    rows = await repository.list_offers(session, filters, limit=limit + 1, after=decode_keyset(cursor))
+    return keyset_page(rows, limit)
 
 
 async def _managed_offer(session: AsyncSession, principal: Principal, offer_id: uuid.UUID) -> Offer:
@@ -511,8 +483,8 @@ async def get_pairing(session: AsyncSession, *, pairing_id: uuid.UUID) -> Pairin
 async def list_pairings(
     session: AsyncSession, *, filters: PairingFilters, limit: int, cursor: str | None
 ) -> tuple[list[Pairing], str | None]:
-    rows = await repository.list_pairings(session, filters, limit=limit + 1, after=_after(cursor))
-    return _page(rows, limit)
+    rows = await repository.list_pairings(session, filters, limit=limit + 1, after=decode_keyset(cursor))
+    return keyset_page(rows, limit)
 
 
 async def end_pairing(session: AsyncSession, *, principal: Principal, pairing_id: uuid.UUID) -> Pairing:

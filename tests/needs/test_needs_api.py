@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 
 import pytest
 
+from services.common.http import encode_cursor
 from tests.needs.conftest import CENSHAN_VILLAGE, LUZHOU_VILLAGE, NeedsService, need_body, post_need
 
 
@@ -96,10 +98,15 @@ async def test_cursor_pagination_walks_every_need_once(needs: NeedsService) -> N
 
 
 async def test_a_bad_cursor_or_limit_is_a_clear_422(needs: NeedsService) -> None:
-    bad_cursor = await needs.client.get("/api/needs?cursor=not-a-cursor", headers=needs.tokens.admin())
+    forged = [encode_cursor(["yesterday", uuid.uuid4()]), encode_cursor(["2026-01-01T00:00:00", uuid.uuid4()]),
+              encode_cursor(["2026-01-01T00:00:00+08:00", "not-an-id"])]
+    for cursor in ("not-a-cursor", *forged):
+        bad_cursor = await needs.client.get(f"/api/needs?cursor={cursor}", headers=needs.tokens.admin())
+        assert bad_cursor.status_code == 422, cursor
+        assert bad_cursor.headers["content-type"] == "application/problem+json"
+        assert "next_cursor" in bad_cursor.json()["detail"]
     too_many = await needs.client.get("/api/needs?limit=500", headers=needs.tokens.admin())
-    assert bad_cursor.status_code == too_many.status_code == 422
-    assert bad_cursor.headers["content-type"] == "application/problem+json"
+    assert too_many.status_code == 422
     assert too_many.json()["errors"][0]["field"] == "limit"
 
 
