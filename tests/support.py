@@ -87,11 +87,13 @@ class TestDatabases:
     def pg_admin_url() -> str | None:
         return os.environ.get(PG_ENV) or None
 
-    async def create(self, service: str, backend: str) -> str:
+    async def create(self, service: str, backend: str, *, label: str = "") -> str:
+        """A migrated database; `label` tells apart several databases of one service in a run."""
+        name = f"{service}_{label}_{self.run_id}" if label else f"{service}_{self.run_id}"
         if backend == "sqlite":
-            url = f"sqlite+aiosqlite:///{self.tmp_dir / f'{service}-{self.run_id}.db'}"
+            url = f"sqlite+aiosqlite:///{self.tmp_dir / f'{name}.db'}"
         else:
-            url = await self._create_pg(f"duijie_t_{service}_{self.run_id}")
+            url = await self._create_pg(f"duijie_t_{name}")
         await asyncio.to_thread(migrate.upgrade, service, url)
         return url
 

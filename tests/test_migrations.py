@@ -50,7 +50,7 @@ async def _inspect(url: str, check: Any, *args: Any) -> Any:
 
 @pytest.mark.parametrize("service", SERVICES)
 async def test_migrations_round_trip_to_the_models_schema(service: str, backend: str, databases: TestDatabases) -> None:
-    url = await databases.create(service, backend)  # upgraded to head
+    url = await databases.create(service, backend, label="roundtrip")  # upgraded to head
     metadata = _metadata(service)
     assert await _inspect(url, _schema_drift, metadata) == []
 
