@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, BigInteger, Integer, String, event, select, text
+from sqlalchemy import JSON, BigInteger, Integer, String, event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -40,9 +40,14 @@ def record_change(
     data: dict[str, Any],
 ) -> None:
     """Queue a change for the feed; it is written by the same commit as the change itself."""
-    change = change_model()
-    change.entity, change.entity_id, change.op, change.data = entity, str(entity_id), op, data
-    session.sync_session.info.setdefault(_PENDING, []).append(change)
+    pending: _Pending = session.sync_session.info.setdefault(_PENDING, _Pending(change_model))
+    pending.rows.append({"entity": entity, "entity_id": str(entity_id), "op": op, "data": data, "created_at": utcnow()})
+
+
+class _Pending:
+    def __init__(self, model: type[ChangeMixin]) -> None:
+        self.model = model
+        self.rows: list[dict[str, Any]] = []
 
 
 def _outbox_lock_key(table: str) -> int:
@@ -50,14 +55,14 @@ def _outbox_lock_key(table: str) -> int:
 
 
 def _write_pending_changes(session: Session) -> None:
-    pending = session.info.pop(_PENDING, None)
-    if not pending:
+    pending: _Pending | None = session.info.pop(_PENDING, None)
+    if not pending or not pending.rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        table = type(pending[0]).__tablename__
+        table = pending.model.__tablename__  # type: ignore[attr-defined]
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _outbox_lock_key(table)})
-    session.add_all(pending)
-    session.flush()
+    # One multi-row INSERT in the order the changes happened: an import of 100k rows stays fast.
+    session.execute(insert(pending.model), pending.rows)
 
 
 def _forget_pending_changes(session: Session, *_: object) -> None:

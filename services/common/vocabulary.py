@@ -122,3 +122,62 @@ def check_quantity(unit: str, quantity: Decimal) -> None:
             Text("“{unit}”最多 {n} 位小数", "A quantity in '{unit}' has at most {n} decimal places"),
             unit=unit, n=decimals,
         )
+
+
+# --- the same words as people write them: Chinese first, English too --------------------------
+# Spreadsheets from bureaus and the web pages speak in these labels, never in the API's codes.
+
+CATEGORY_LABELS: dict[Category, Text] = {
+    Category.INDUSTRY: Text("产业", "Industry"),
+    Category.TALENT: Text("人才", "Talent"),
+    Category.CULTURE: Text("文化", "Culture"),
+    Category.ENVIRONMENT: Text("生态", "Environment"),
+    Category.INFRASTRUCTURE: Text("基础设施", "Infrastructure"),
+    Category.EDUCATION: Text("教育", "Education"),
+    Category.HEALTH: Text("医疗卫生", "Health"),
+    Category.ELDERLY_CHILDREN: Text("一老一小", "Elderly and children"),
+    Category.DISASTER: Text("防灾救灾", "Disaster relief"),
+    Category.GOVERNANCE: Text("基层治理", "Governance"),
+    Category.OTHER: Text("其他", "Other"),
+}
+
+KIND_LABELS: dict[Kind, Text] = {
+    Kind.FUNDS: Text("资金", "Funds"),
+    Kind.GOODS: Text("物资", "Goods"),
+    Kind.SERVICE: Text("服务", "Service"),
+    Kind.TRAINING: Text("培训", "Training"),
+    Kind.EXPERTISE: Text("智力支持", "Expertise"),
+}
+
+UNIT_LABELS: dict[str, Text] = {
+    "CNY": Text("元", "CNY"),
+    "item": Text("件", "item"),
+    "set": Text("套", "set"),
+    "kg": Text("公斤", "kg"),
+    "book": Text("册", "book"),
+    "box": Text("箱", "box"),
+    "person_day": Text("人天", "person-day"),
+    "session": Text("场", "session"),
+    "trainee": Text("人", "trainee"),
+}
+
+GROUP_LABELS: dict[BeneficiaryGroup, Text] = {
+    BeneficiaryGroup.ELDERLY: Text("老年人", "Elderly"),
+    BeneficiaryGroup.CHILDREN: Text("儿童", "Children"),
+    BeneficiaryGroup.LEFT_BEHIND_CHILDREN: Text("留守儿童", "Left-behind children"),
+    BeneficiaryGroup.STUDENTS: Text("学生", "Students"),
+    BeneficiaryGroup.DISABLED: Text("残疾人", "Disabled people"),
+    BeneficiaryGroup.LOW_INCOME: Text("低收入人口", "Low-income people"),
+    BeneficiaryGroup.LANDLESS_FARMERS: Text("失地农民", "Landless farmers"),
+    BeneficiaryGroup.WOMEN: Text("妇女", "Women"),
+    BeneficiaryGroup.GENERAL: Text("全体村民", "All villagers"),
+}
+
+# Other ways the same words are written in bureaus' spreadsheets.
+LABEL_SYNONYMS: dict[str, str] = {
+    "元": "CNY", "人民币": "CNY", "个": "item", "千克": "kg", "本": "book", "人日": "person_day",
+    "次": "session", "人次": "trainee", "老人": "elderly", "残疾": "disabled", "低收入": "low_income",
+    "卫生": "health", "医疗": "health", "健康": "health", "环境": "environment", "生态环境": "environment",
+    "治理": "governance", "救灾": "disaster", "防灾减灾": "disaster", "养老托幼": "elderly_children",
+    "专业支持": "expertise", "智力": "expertise", "专家": "expertise",
+}

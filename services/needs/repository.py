@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, insert, literal, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,13 @@ async def get_need(session: AsyncSession, need_id: uuid.UUID, *, refresh: bool =
 
 def add_need(session: AsyncSession, need: Need) -> None:
     session.add(need)
+
+
+async def add_needs(session: AsyncSession, needs: list[Need]) -> None:
+    """Many new needs in multi-row INSERTs, past the ORM's unit of work (an import of 100k rows)."""
+    if needs:
+        columns = [column.key for column in Need.__table__.columns]
+        await session.execute(insert(Need), [{name: getattr(need, name) for name in columns} for need in needs])
 
 
 def _draft_visibility(draft_prefix: str | None) -> ColumnElement[bool]:

@@ -6,18 +6,23 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 
+from services.common import spreadsheets as sheets
 from services.common.http import MAX_PAGE, Page, etag_for, required_version
 from services.common.identity import CurrentUser, Principal, ServiceCaller
+from services.common.messages import current_locale
 from services.common.transactions import DbSession, TransactionalRoute
 from services.common.vocabulary import Category, Kind, RegionPrefix
 from services.needs import service
 from services.needs.models import Commitment, Need, NeedStatus
 from services.needs.schemas import (
+    NEED_COLUMNS,
     CommitmentCreate,
     CommitmentRead,
     DeliveryRecord,
+    ImportReport,
     NeedCreate,
     NeedFilters,
     NeedRead,
@@ -54,10 +59,7 @@ async def create_need(
     return need_read(need, principal)
 
 
-@router.get("", response_model=Page[NeedRead])
-async def list_needs(
-    session: DbSession,
-    principal: CurrentUser,
+def need_filters(
     status_: Annotated[NeedStatus | None, Query(alias="status")] = None,
     category: Category | None = None,
     kind: Kind | None = None,
@@ -65,17 +67,66 @@ async def list_needs(
     q: Annotated[str | None, Query(max_length=100)] = None,
     urgency_min: Annotated[int | None, Query(ge=1, le=5)] = None,
     needed_before: date | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> Page[NeedRead]:
-    filters = NeedFilters(
+) -> NeedFilters:
+    """The filters of the list, shared by the export."""
+    return NeedFilters(
         status=status_, category=category, kind=kind, region=region, q=q, urgency_min=urgency_min,
         needed_before=needed_before,
     )
+
+
+Filters = Annotated[NeedFilters, Depends(need_filters)]
+
+
+@router.get("", response_model=Page[NeedRead])
+async def list_needs(
+    session: DbSession,
+    principal: CurrentUser,
+    filters: Filters,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[NeedRead]:
     needs, next_cursor = await service.list_needs(
         session, principal=principal, filters=filters, limit=limit, cursor=cursor
     )
     return Page[NeedRead](items=[need_read(need, principal) for need in needs], next_cursor=next_cursor)
+
+
+# --- spreadsheets (declared before /{need_id}, which would otherwise claim /export) ---------------
+
+UploadedSheet = Annotated[UploadFile, File(description="XLSX, or CSV in UTF-8 or GB18030 / XLSX 或 UTF-8、GB18030 编码的 CSV")]
+
+
+@router.get("/import/template", response_class=Response, responses=sheets.SPREADSHEET_RESPONSES)
+async def import_template(format: sheets.TableFormat = sheets.TableFormat.XLSX) -> Response:
+    """A sheet with the import's headers (in the caller's language) and one example row."""
+    body = sheets.template_bytes(NEED_COLUMNS, format, current_locale.get())
+    return sheets.attachment(body, format, "needs-template")
+
+
+@router.post("/import", response_model=ImportReport)
+async def import_needs(
+    file: UploadedSheet, session: DbSession, principal: CurrentUser, response: Response, dry_run: bool = False
+) -> ImportReport:
+    """All or nothing: with errors, nothing is written and every row's errors come back (422); `dry_run` only checks."""
+    report = await service.import_needs(
+        session, principal=principal, data=await sheets.read_upload(file), dry_run=dry_run
+    )
+    response.status_code = status.HTTP_200_OK if dry_run else status.HTTP_201_CREATED
+    return report
+
+
+@router.get("/export", response_class=StreamingResponse, responses=sheets.SPREADSHEET_RESPONSES)
+async def export_needs(
+    request: Request,
+    principal: CurrentUser,
+    filters: Filters,
+    format: sheets.TableFormat = sheets.TableFormat.XLSX,
+) -> StreamingResponse:
+    """The needs a list with the same filters would show, streamed; columns as the import template, plus status and amounts."""
+    locale = current_locale.get()
+    batches = service.export_batches(request.app.state.db, principal=principal, filters=filters, locale=locale)
+    return sheets.streamed(service.export_header(locale), batches, format, "needs")
 
 
 @router.get("/{need_id}", response_model=NeedRead)

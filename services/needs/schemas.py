@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.common import spreadsheets as sheets
 from services.common.errors import bilingual_error
 from services.common.messages import Text
 from services.common.vocabulary import (
+    CATEGORY_LABELS,
+    GROUP_LABELS,
+    KIND_LABELS,
     MAX_QUANTITY,
+    UNIT_LABELS,
     AmountOut,
     BeneficiaryGroup,
     Category,
@@ -187,3 +192,72 @@ class CommitmentRead(BaseModel):
     delivered: AmountOut
     status: str
     need_remaining: AmountOut
+
+
+# --- spreadsheets: the same fields as NeedCreate, as bureaus' needs-project sheets write them ----
+
+CHANNEL_LABELS = {
+    "online": Text("网上", "online"), "phone": Text("电话", "phone"), "letter": Text("来信", "letter"),
+    "visit": Text("走访", "visit"),
+}
+POSTED_STATUS_LABELS = {"open": Text("发布", "open"), "draft": Text("草稿", "draft")}
+STATUS_LABELS = {
+    NeedStatus.DRAFT: Text("草稿", "draft"), NeedStatus.OPEN: Text("征集中", "open"),
+    NeedStatus.FULFILLED: Text("已完成", "fulfilled"), NeedStatus.CLOSED: Text("已关闭", "closed"),
+    NeedStatus.CANCELLED: Text("已撤销", "cancelled"),
+}
+
+
+def _coordinate(cell: sheets.Cell) -> float:
+    return float(sheets.as_amount(cell))
+
+
+NEED_COLUMNS: tuple[sheets.Column, ...] = (
+    sheets.Column("title", "项目名称", "Title", required=True, example="芦洲镇村道防护栏", aliases=("标题", "需求名称")),
+    sheets.Column("description", "项目内容", "Description", example="村道临水路段安装波形护栏约 2 公里", aliases=("描述", "需求描述")),
+    sheets.Column("category", "类别", "Category", sheets.choice(CATEGORY_LABELS), required=True, example="基础设施",
+                  aliases=("需求类别", "领域")),
+    sheets.Column("kind", "帮扶方式", "Kind", sheets.choice(KIND_LABELS), required=True, example="资金", aliases=("类型",)),
+    sheets.Column("quantity", "数量或金额", "Quantity", sheets.as_amount, required=True, example="145万元",
+                  aliases=("数量", "金额", "资金需求")),
+    sheets.Column("unit", "单位", "Unit", sheets.choice(UNIT_LABELS), required=True, example="元"),
+    sheets.Column("beneficiaries", "受益人数", "Beneficiaries", sheets.as_integer, example="3200"),
+    sheets.Column("beneficiary_groups", "受益群体", "Beneficiary groups", sheets.choices(GROUP_LABELS), example="全体村民"),
+    sheets.Column("urgency", "紧急程度", "Urgency", sheets.as_integer, example="4", aliases=("紧急程度1-5",)),
+    sheets.Column("needed_by", "需求截止日期", "Needed by", sheets.as_date, required=True,
+                  example=lambda: (date.today() + timedelta(days=180)).isoformat(),
+                  aliases=("截止日期", "完成时限")),
+    sheets.Column("village_code", "村代码", "Village code", required=True, example="441302101001",
+                  aliases=("行政区划代码", "村级区划代码", "区划代码")),
+    sheets.Column("lat", "纬度", "Latitude", _coordinate),
+    sheets.Column("lon", "经度", "Longitude", _coordinate),
+    sheets.Column("skills", "所需技能", "Skills", sheets.as_list, aliases=("技能",)),
+    sheets.Column("channel", "收集方式", "Channel", sheets.choice(CHANNEL_LABELS), example="走访"),
+    sheets.Column("requester_name", "提出人", "Requester", example="张三"),
+    sheets.Column("requester_phone", "提出人电话", "Requester phone", example="13800000000"),
+    sheets.Column("status", "发布状态", "Post as", sheets.choice(POSTED_STATUS_LABELS), example="发布"),
+)
+# What an export adds; an import of that export reads past these columns.
+NEED_EXPORT_COLUMNS: tuple[sheets.Column, ...] = (
+    sheets.Column("id", "编号", "ID"),
+    sheets.Column("current_status", "当前状态", "Status"),
+    sheets.Column("committed", "已承诺", "Committed"),
+    sheets.Column("delivered", "已交付", "Delivered"),
+    sheets.Column("remaining", "待满足", "Remaining"),
+    sheets.Column("created_at", "登记时间", "Posted at"),
+)
+
+
+class RowErrorRead(BaseModel):
+    row: int
+    column: str
+    message: str
+
+
+class ImportReport(BaseModel):
+    dry_run: bool
+    rows: int
+    created: int
+    errors: list[RowErrorRead]
+    ignored_columns: list[str]
+    ids: list[uuid.UUID] = []

@@ -3,20 +3,45 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
+from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.errors import Conflict, Forbidden, NotFound, invalid_field
+from services.common import spreadsheets as sheets
+from services.common.db import Database, new_id, utcnow
+from services.common.errors import Conflict, Forbidden, NotFound, field_errors_from_pydantic, invalid_field
 from services.common.feeds import record_change
-from services.common.http import check_version, decode_keyset, keyset_page
+from services.common.http import Keyset, check_version, decode_keyset, keyset_page
 from services.common.identity import Principal, Role
-from services.common.messages import Text
-from services.common.vocabulary import Kind, check_quantity, check_unit
+from services.common.messages import Locale, Text
+from services.common.vocabulary import (
+    CATEGORY_LABELS,
+    GROUP_LABELS,
+    KIND_LABELS,
+    UNIT_LABELS,
+    Kind,
+    check_quantity,
+    check_unit,
+)
 from services.needs import repository
 from services.needs.models import Change, Commitment, CommitmentStatus, Need, NeedStatus
-from services.needs.schemas import CommitmentCreate, NeedCreate, NeedFilters, NeedUpdate
+from services.needs.schemas import (
+    CHANNEL_LABELS,
+    NEED_COLUMNS,
+    NEED_EXPORT_COLUMNS,
+    POSTED_STATUS_LABELS,
+    STATUS_LABELS,
+    CommitmentCreate,
+    ImportReport,
+    NeedCreate,
+    NeedFilters,
+    NeedUpdate,
+    RowErrorRead,
+)
 
 NEED_NOT_FOUND = Text("找不到这条需求。", "No such need.")
 EDITABLE = (NeedStatus.DRAFT, NeedStatus.OPEN)
@@ -54,10 +79,11 @@ def _publish(session: AsyncSession, need: Need, op: str) -> None:
     record_change(session, Change, entity="need", entity_id=need.id, op=op, data=need.feed_data())
 
 
-async def create_need(session: AsyncSession, *, principal: Principal, data: NeedCreate) -> Need:
-    _ensure_can_manage(principal, data.village_code)
-    need = Need(
+def _new_need(data: NeedCreate, principal: Principal) -> Need:
+    now = utcnow()
+    return Need(
         **data.model_dump(exclude={"requester", "status"}),
+        id=new_id(),
         requester_name=data.requester.name if data.requester else None,
         requester_phone=data.requester.phone if data.requester else None,
         status=data.status,
@@ -65,7 +91,14 @@ async def create_need(session: AsyncSession, *, principal: Principal, data: Need
         delivered=Decimal(0),
         version=1,
         created_by=principal.subject,
+        created_at=now,
+        updated_at=now,
     )
+
+
+async def create_need(session: AsyncSession, *, principal: Principal, data: NeedCreate) -> Need:
+    _ensure_can_manage(principal, data.village_code)
+    need = _new_need(data, principal)
     repository.add_need(session, need)
     await session.flush()
     _publish(session, need, "created")
@@ -280,3 +313,85 @@ async def need_remaining(session: AsyncSession, need_id: uuid.UUID) -> Decimal:
     if need is None:
         raise NotFound(NEED_NOT_FOUND)
     return need.remaining
+
+
+# --- spreadsheets in and out ------------------------------------------------------------------
+
+IMPORTERS = (Role.OFFICER, Role.COORDINATOR, Role.ADMIN)
+_EXPORT_ONLY = [name for column in NEED_EXPORT_COLUMNS for name in column.names()]
+
+
+async def import_needs(session: AsyncSession, *, principal: Principal, data: bytes, dry_run: bool) -> ImportReport:
+    """All or nothing: every row is checked as POST /api/needs would check it before any is written."""
+    if principal.role not in IMPORTERS:
+        raise Forbidden(Text("只有村干部、协调员和管理员可以导入需求。", "Only officers, coordinators and admins import needs."))
+    sheet = sheets.parse_sheet(data, NEED_COLUMNS, export_only=_EXPORT_ONLY)
+    needs = [need for number, values in sheet.rows if (need := _need_from_row(number, values, principal, sheet.errors))]
+    if sheet.errors and not dry_run:
+        raise sheets.RowsInvalid(sheet.errors)
+    if not dry_run:
+        await repository.add_needs(session, needs)
+        for need in needs:
+            _publish(session, need, "created")
+    return ImportReport(
+        dry_run=dry_run, rows=len(sheet.rows), created=0 if dry_run else len(needs),
+        errors=[RowErrorRead(**error.as_dict()) for error in sheet.errors[: sheets.RowsInvalid.MAX_REPORTED]],
+        ignored_columns=sheet.ignored_columns, ids=[] if dry_run else [need.id for need in needs],
+    )
+
+
+def _need_from_row(number: int, values: dict[str, Any], principal: Principal, errors: list[sheets.RowError]) -> Need | None:
+    name, phone = values.pop("requester_name", None), values.pop("requester_phone", None)
+    if name or phone:
+        values["requester"] = {"name": name or "", "phone": phone}
+    try:
+        data = NeedCreate.model_validate(values)
+    except ValidationError as exc:
+        for error in field_errors_from_pydantic(exc.errors()):
+            field = {"requester.name": "requester_name", "requester.phone": "requester_phone"}.get(error.field, error.field)
+            errors.append(sheets.RowError(number, sheets.column_of(field, NEED_COLUMNS), error.message))
+        return None
+    if not can_manage(principal, data.village_code):
+        message = Text("无权为村 {village} 导入需求", "You may not import needs of village {village}")
+        errors.append(sheets.RowError(number, sheets.column_of("village_code", NEED_COLUMNS),
+                                      message.render(village=data.village_code)))
+        return None
+    return _new_need(data, principal)
+
+
+def export_header(locale: Locale) -> list[str]:
+    return [column.header(locale) for column in (*NEED_COLUMNS, *NEED_EXPORT_COLUMNS)]
+
+
+async def export_batches(
+    db: Database, *, principal: Principal, filters: NeedFilters, locale: Locale, batch: int = 1000
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """Pages of rows, each read in its own short transaction, so a large export never sits in memory."""
+    after: Keyset | None = None
+    while True:
+        async with db.session() as session:
+            rows = await repository.list_needs(
+                session, filters, draft_prefix=_draft_prefix(principal), limit=batch, after=after
+            )
+        if not rows:
+            return
+        yield [_export_row(need, principal, locale) for need in rows]
+        after = rows[-1].created_at, rows[-1].id
+
+
+def _export_row(need: Need, principal: Principal, locale: Locale) -> list[Any]:
+    private = can_manage(principal, need.village_code)
+
+    def label(labels: Mapping[Any, Text], code: str) -> str:
+        return labels[code].in_locale(locale)
+
+    return [
+        need.title, need.description, label(CATEGORY_LABELS, need.category), label(KIND_LABELS, need.kind),
+        need.quantity, label(UNIT_LABELS, need.unit), need.beneficiaries,
+        "、".join(label(GROUP_LABELS, group) for group in need.beneficiary_groups), need.urgency,
+        need.needed_by.isoformat(), need.village_code, need.lat, need.lon, "、".join(need.skills),
+        label(CHANNEL_LABELS, need.channel), need.requester_name, need.requester_phone if private else None,
+        label(POSTED_STATUS_LABELS, NeedStatus.DRAFT if need.status == NeedStatus.DRAFT else NeedStatus.OPEN),
+        str(need.id), label(STATUS_LABELS, need.status), need.committed, need.delivered, need.remaining,
+        need.created_at.isoformat(timespec="seconds"),
+    ]
