@@ -10,10 +10,9 @@ import csv
 import io
 import re
 import tempfile
-import zipfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -21,9 +20,9 @@ from typing import Any
 import anyio
 from fastapi import UploadFile
 from fastapi.responses import Response, StreamingResponse
-from openpyxl import Workbook, load_workbook
-from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl import Workbook
 from pydantic_core import PydanticCustomError
+from python_calamine import CalamineError, CalamineWorkbook, PasswordError, XmlError, ZipError
 
 from services.common.errors import AppError, ValidationFailed, bilingual_error
 from services.common.messages import Locale, Text, current_locale
@@ -34,7 +33,7 @@ MAX_ROWS = 200_000
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-Cell = str | int | float | Decimal | date | datetime | bool | None
+Cell = str | int | float | Decimal | date | datetime | time | timedelta | bool | None
 
 
 class FileTooLarge(AppError):
@@ -174,9 +173,11 @@ def choice(labels: Mapping[Any, Text]) -> Callable[[Cell], str]:
         lookup[normalise_header(label.zh)] = str(code)
         lookup[normalise_header(label.en)] = str(code)
     lookup.update({normalise_header(word): code for word, code in LABEL_SYNONYMS.items() if code in lookup.values()})
+    lookup.update({label.zh: str(code) for code, label in labels.items()})  # the common case, without normalising
 
     def parse(cell: Cell) -> str:
-        code = lookup.get(normalise_header(as_text(cell)))
+        text = as_text(cell)
+        code = lookup.get(text) or lookup.get(normalise_header(text))
         if code is None:
             raise bilingual_error(
                 Text("“{value}”不在可选项中：{allowed}", "'{value}' is not one of: {allowed}"),
@@ -221,15 +222,15 @@ def _csv_rows(data: bytes) -> Iterator[list[Cell]]:
 
 
 def _xlsx_rows(data: bytes) -> Iterator[list[Cell]]:
+    # calamine (Rust) reads a 100k-row sheet in about a second; openpyxl takes some forty.
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        rows = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
+    except (CalamineError, PasswordError, XmlError, ZipError, IndexError, ValueError) as exc:
         raise _unreadable() from exc
-    try:
-        for values in workbook.worksheets[0].iter_rows(values_only=True):
-            yield list(values)
-    finally:
-        workbook.close()
+    for row in rows:
+        cells: list[Cell] = list(row)
+        yield cells
 
 
 def table_rows(data: bytes) -> Iterator[list[Cell]]:

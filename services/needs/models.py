@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -72,16 +73,25 @@ class Need(TimestampMixin, Base):
         return self.quantity - self.committed
 
     def feed_data(self) -> dict[str, Any]:
-        """What other services may read of a need (no requester's phone)."""
-        return {
-            "id": str(self.id), "title": self.title, "category": self.category, "kind": self.kind,
-            "unit": self.unit, "quantity": str(self.quantity), "committed": str(self.committed),
-            "delivered": str(self.delivered), "beneficiaries": self.beneficiaries,
-            "beneficiary_groups": list(self.beneficiary_groups), "skills": list(self.skills),
-            "urgency": self.urgency, "needed_by": self.needed_by.isoformat(),
-            "village_code": self.village_code, "lat": self.lat, "lon": self.lon, "status": self.status,
-            "version": self.version, "created_at": self.created_at.isoformat(),
-        }
+        return need_feed_data({name: getattr(self, name) for name in FEED_FIELDS})
+
+
+FEED_FIELDS = (
+    "id", "title", "category", "kind", "unit", "quantity", "committed", "delivered", "beneficiaries",
+    "beneficiary_groups", "skills", "urgency", "needed_by", "village_code", "lat", "lon", "status", "version",
+    "created_at",
+)
+
+
+def need_feed_data(need: Mapping[str, Any]) -> dict[str, Any]:
+    """What other services may read of a need (no requester's phone), from a row or its values."""
+    return {
+        **{name: need[name] for name in FEED_FIELDS},
+        "id": str(need["id"]), "quantity": str(need["quantity"]), "committed": str(need["committed"]),
+        "delivered": str(need["delivered"]), "beneficiary_groups": list(need["beneficiary_groups"]),
+        "skills": list(need["skills"]), "needed_by": need["needed_by"].isoformat(),
+        "status": str(need["status"]), "created_at": need["created_at"].isoformat(),
+    }
 
 
 class Commitment(TimestampMixin, Base):

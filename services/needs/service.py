@@ -28,7 +28,7 @@ from services.common.vocabulary import (
     check_unit,
 )
 from services.needs import repository
-from services.needs.models import Change, Commitment, CommitmentStatus, Need, NeedStatus
+from services.needs.models import Change, Commitment, CommitmentStatus, Need, NeedStatus, need_feed_data
 from services.needs.schemas import (
     CHANNEL_LABELS,
     NEED_COLUMNS,
@@ -79,26 +79,27 @@ def _publish(session: AsyncSession, need: Need, op: str) -> None:
     record_change(session, Change, entity="need", entity_id=need.id, op=op, data=need.feed_data())
 
 
-def _new_need(data: NeedCreate, principal: Principal) -> Need:
+def _new_need_values(data: NeedCreate, principal: Principal) -> dict[str, Any]:
+    """Every column of a new need: for the ORM (one need) or a multi-row INSERT (an import)."""
     now = utcnow()
-    return Need(
+    return {
         **data.model_dump(exclude={"requester", "status"}),
-        id=new_id(),
-        requester_name=data.requester.name if data.requester else None,
-        requester_phone=data.requester.phone if data.requester else None,
-        status=data.status,
-        committed=Decimal(0),
-        delivered=Decimal(0),
-        version=1,
-        created_by=principal.subject,
-        created_at=now,
-        updated_at=now,
-    )
+        "id": new_id(),
+        "requester_name": data.requester.name if data.requester else None,
+        "requester_phone": data.requester.phone if data.requester else None,
+        "status": data.status,
+        "committed": Decimal(0),
+        "delivered": Decimal(0),
+        "version": 1,
+        "created_by": principal.subject,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def create_need(session: AsyncSession, *, principal: Principal, data: NeedCreate) -> Need:
     _ensure_can_manage(principal, data.village_code)
-    need = _new_need(data, principal)
+    need = Need(**_new_need_values(data, principal))
     repository.add_need(session, need)
     await session.flush()
     _publish(session, need, "created")
@@ -332,15 +333,17 @@ async def import_needs(session: AsyncSession, *, principal: Principal, data: byt
     if not dry_run:
         await repository.add_needs(session, needs)
         for need in needs:
-            _publish(session, need, "created")
+            record_change(session, Change, entity="need", entity_id=need["id"], op="created", data=need_feed_data(need))
     return ImportReport(
         dry_run=dry_run, rows=len(sheet.rows), created=0 if dry_run else len(needs),
         errors=[RowErrorRead(**error.as_dict()) for error in sheet.errors[: sheets.RowsInvalid.MAX_REPORTED]],
-        ignored_columns=sheet.ignored_columns, ids=[] if dry_run else [need.id for need in needs],
+        ignored_columns=sheet.ignored_columns, ids=[] if dry_run else [need["id"] for need in needs],
     )
 
 
-def _need_from_row(number: int, values: dict[str, Any], principal: Principal, errors: list[sheets.RowError]) -> Need | None:
+def _need_from_row(
+    number: int, values: dict[str, Any], principal: Principal, errors: list[sheets.RowError]
+) -> dict[str, Any] | None:
     name, phone = values.pop("requester_name", None), values.pop("requester_phone", None)
     if name or phone:
         values["requester"] = {"name": name or "", "phone": phone}
@@ -356,7 +359,7 @@ def _need_from_row(number: int, values: dict[str, Any], principal: Principal, er
         errors.append(sheets.RowError(number, sheets.column_of("village_code", NEED_COLUMNS),
                                       message.render(village=data.village_code)))
         return None
-    return _new_need(data, principal)
+    return _new_need_values(data, principal)
 
 
 def export_header(locale: Locale) -> list[str]:
