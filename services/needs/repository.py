@@ -31,7 +31,7 @@ def add_need(session: AsyncSession, need: Need) -> None:
 async def add_needs(session: AsyncSession, needs: list[dict[str, Any]]) -> None:
     """Many new needs (every column given) in multi-row INSERTs, past the ORM's unit of work: an import of 100k rows."""
     if needs:
-        await session.execute(insert(Need.__table__), needs)
+        await session.execute(insert(Need.metadata.tables[Need.__tablename__]), needs)
 
 
 def _draft_visibility(draft_prefix: str | None) -> ColumnElement[bool]:
