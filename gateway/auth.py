@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -135,3 +137,37 @@ def mint_service_token(private_pem: str, service_name: str, ttl: int) -> str:
     """Credentials for a service (e.g. matching) calling other services' internal endpoints."""
     claims = {"sub": f"service:{service_name}", "role": Role.SERVICE.value, "username": service_name}
     return _mint(private_pem, claims, ttl)
+
+
+# --- service clients (OAuth2 client credentials) --------------------------------------------
+
+SERVICE_CLIENT_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+SERVICE_SECRET_MIN = 16
+
+
+def parse_service_clients(raw: str) -> dict[str, str]:
+    """`name:secret[,name:secret…]` → {name: secret}; a ValueError that names the rule, never a secret."""
+    clients: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        name, colon, secret = entry.partition(":")
+        name = name.strip()
+        if not colon or not SERVICE_CLIENT_PATTERN.match(name):
+            raise ValueError("DUIJIE_GATEWAY_SERVICE_CLIENTS must be name:secret pairs separated by commas (e.g. matching:…)")
+        if len(secret) < SERVICE_SECRET_MIN:
+            raise ValueError(f"DUIJIE_GATEWAY_SERVICE_CLIENTS: the secret of {name!r} has fewer than {SERVICE_SECRET_MIN} characters")
+        if name in clients:
+            raise ValueError(f"DUIJIE_GATEWAY_SERVICE_CLIENTS names {name!r} twice")
+        clients[name] = secret
+    return clients
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
+def service_client_valid(clients: Mapping[str, str], client_id: str, client_secret: str) -> bool:
+    """True when the secret is the client's. Compares fixed-length digests in constant time, and does the
+    same work for an unknown client, so neither the secret nor which clients exist leaks through timing."""
+    expected = clients.get(client_id)
+    matches = hmac.compare_digest(_digest(expected if expected is not None else "\0unknown-client"), _digest(client_secret))
+    return expected is not None and matches

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from gateway.auth import normalise_username, password_problem, username_problem
+from gateway.auth import normalise_username, parse_service_clients, password_problem, username_problem
 from services.common.settings import ServiceSettings
 
 UPSTREAMS = ("needs", "offers", "matching")
@@ -35,6 +35,11 @@ class GatewaySettings(ServiceSettings):
     pool_timeout: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
     openapi_cache_seconds: float = Field(default=30.0, ge=0)
+
+    # OAuth2 client credentials of the services that call others' internal endpoints:
+    # `matching:<secret>[,name:<secret>…]`. They get short-lived service tokens at POST /auth/service-token.
+    service_clients: SecretStr | None = None
+    service_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
 
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
@@ -66,6 +71,18 @@ class GatewaySettings(ServiceSettings):
             raise ValueError("a service URL starts with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("service_clients", mode="before")
+    @classmethod
+    def _no_clients_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("service_clients")
+    @classmethod
+    def _name_colon_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_service_clients(value.get_secret_value())
+        return value
+
     @field_validator("bootstrap_admin", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -95,6 +112,10 @@ class GatewaySettings(ServiceSettings):
     @property
     def bootstrap_credentials(self) -> tuple[str, str] | None:
         return _parse_bootstrap(self.bootstrap_admin.get_secret_value()) if self.bootstrap_admin else None
+
+    @property
+    def service_client_secrets(self) -> dict[str, str]:
+        return parse_service_clients(self.service_clients.get_secret_value()) if self.service_clients else {}
 
     def upstream_urls(self) -> dict[str, str | None]:
         return {"needs": self.needs_url, "offers": self.offers_url, "matching": self.matching_url}

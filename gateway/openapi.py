@@ -24,7 +24,7 @@ log = logging.getLogger("duijie.gateway.openapi")
 
 SCHEMA_REF = "#/components/schemas/"
 SECURITY_SCHEME = "OAuth2PasswordBearer"
-PUBLIC_PATHS = ("/auth/token", "/healthz", "/readyz")
+PUBLIC_PATHS = ("/auth/token", "/auth/service-token", "/healthz", "/readyz")
 # When a service was down, look again soon rather than hiding its paths for the whole cache period.
 RETRY_MISSING_SECONDS = 5.0
 SPEC_FETCH_TIMEOUT = 5.0

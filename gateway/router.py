@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Query, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from gateway import auth, clients, service
@@ -63,6 +63,27 @@ async def issue_token(
     )
     response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1: tokens are never cached
     return TokenResponse(access_token=token, expires_in=settings.token_ttl_seconds)
+
+
+@token_router.post(
+    "/service-token", response_model=TokenResponse,
+    responses={400: {"description": "Not grant_type=client_credentials"}, 401: {"description": "Wrong client id or secret"}},
+)
+async def issue_service_token(
+    grant_type: Annotated[str, Form(max_length=50)],
+    client_id: Annotated[str, Form(max_length=100)],
+    client_secret: Annotated[str, Form(max_length=500)],
+    settings: Settings,
+    response: Response,
+) -> TokenResponse:
+    """OAuth2 client credentials (RFC 6749 §4.4): a short-lived service token for a service named in
+    DUIJIE_GATEWAY_SERVICE_CLIENTS, for other services' internal endpoints. 服务间调用凭据。"""
+    name = service.authenticate_service(
+        settings.service_client_secrets, grant_type=grant_type, client_id=client_id, client_secret=client_secret
+    )
+    response.headers["Cache-Control"] = "no-store"
+    ttl = settings.service_token_ttl_seconds
+    return TokenResponse(access_token=auth.mint_service_token(settings.private_pem, name, ttl), expires_in=ttl)
 
 
 @router.get("/me", response_model=Me)

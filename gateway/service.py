@@ -86,6 +86,28 @@ async def authenticate(db: Database, *, username: str, password: str, policy: Lo
     return usable
 
 
+# --- services signing in (OAuth2 client credentials) ----------------------------------------
+
+class UnsupportedGrantType(AppError):
+    status, code = 400, "unsupported-grant-type"
+    title = Text("不支持的授权类型", "Unsupported grant type")
+
+
+BAD_CLIENT = Text("客户端编号或密钥错误。", "Wrong client id or secret.")
+
+
+def authenticate_service(clients: dict[str, str], *, grant_type: str, client_id: str, client_secret: str) -> str:
+    """The service a client-credentials request names, or 400/401. The secret is never logged or echoed."""
+    if grant_type != "client_credentials":
+        raise UnsupportedGrantType(
+            Text("此接口只接受 grant_type=client_credentials。", "This endpoint accepts grant_type=client_credentials only.")
+        )
+    if not auth.service_client_valid(clients, client_id, client_secret):
+        log.warning("refused a service token to client %r", client_id[:40])
+        raise Unauthorized(BAD_CLIENT, headers={"WWW-Authenticate": 'Basic realm="duijie-services"'})
+    return client_id
+
+
 def granted_scopes(user: User, requested: list[str]) -> list[str]:
     """What the token may carry: the user's scopes, narrowed to those asked for if any were."""
     held = list(user.scopes or [])

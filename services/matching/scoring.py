@@ -810,11 +810,15 @@ def candidates_for_offer(
     *,
     offers: OfferTable | None = None,
     limit: int = 10,
+    need_rows: IntArray | None = None,
 ) -> list[Candidate]:
-    """The best `limit` needs for one offer (a view, or a row of `offers`), by score desc then need id."""
+    """The best `limit` needs for one offer (a view, or a row of `offers`), by score desc then need id.
+
+    `need_rows`, when given, limits the needs considered to those rows (e.g. a coordinator's region).
+    """
     view = offer if isinstance(offer, OfferView) else _require(offers, "offers").views[offer]
     table = OfferTable.from_views([view])
-    ni, oj, spec = _candidate_pairs(needs, table, context.today)
+    ni, oj, spec = _candidate_pairs(needs, table, context.today, rows=need_rows)
     pairs = _Pairs(needs, table, ni, oj, spec, context, ruleset, keep=True)
     return _top(pairs, pairs.total(), lambda p: needs.views[int(ni[p])].id, limit)
 

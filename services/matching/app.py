@@ -1,0 +1,75 @@
+"""The matching service: read models of needs and offers, versioned rule sets, explained candidates, match runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from services.common.app import create_service_app
+from services.matching.clients import Clients, TokenSource
+from services.matching.config import MatchingSettings, get_settings
+from services.matching.models import Change, IdempotencyRecord
+from services.matching.readmodel import ReadModelCache
+from services.matching.router import candidates, matches, rulesets, runs
+from services.matching.runner import MatchRunner
+from services.matching.sync import FeedSync
+
+log = logging.getLogger("duijie.matching")
+
+
+def create_app(
+    settings: MatchingSettings | None = None,
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    tokens: TokenSource | None = None,
+    run_gate: asyncio.Event | None = None,
+) -> FastAPI:
+    """`transports` replaces the network for named upstreams (needs, offers, gateway) and `tokens` the
+    gateway's service tokens: tests talk to in-process apps. `run_gate` holds match runs until it is set."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def background(app: FastAPI) -> AsyncIterator[None]:
+        clients = Clients(settings, transports=transports, tokens=tokens)
+        app.state.clients = clients
+        sync = FeedSync(app.state.db, {"needs": clients.needs, "offers": clients.offers}, app.state.read_models, settings)
+        app.state.sync = sync
+        task: asyncio.Task[None] | None = None
+        try:
+            try:
+                await app.state.read_models.refresh()
+            except Exception as exc:  # the database may come up later; the sync loop refreshes again
+                log.warning("read models not loaded at start: %s: %s", type(exc).__name__, exc)
+            if settings.sync_enabled:
+                task = asyncio.create_task(sync.run(), name="matching-feed-sync")
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await app.state.match_runner.aclose()
+            await clients.aclose()
+
+    app = create_service_app(
+        name="matching",
+        title="Duijie matching service",
+        description=(
+            "按规则打分、可解释的候选排序与全局最优分配。"
+            "Scored, explained candidates and exact global allocation of offers to villages' needs."
+        ),
+        settings=settings,
+        routers=[candidates, runs, matches, rulesets],
+        change_model=Change,
+        idempotency_model=IdempotencyRecord,
+        background=background,
+    )
+    app.state.read_models = ReadModelCache(app.state.db)
+    app.state.match_runner = MatchRunner(app.state.db, app.state.read_models, gate=run_gate)
+    return app

@@ -1,0 +1,237 @@
+"""Every query on the matching database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.db import utcnow
+from services.matching.models import (
+    ACTIVE_RUN_STATUSES,
+    FeedCursor,
+    Match,
+    MatchRun,
+    MatchStatus,
+    NeedRM,
+    OfferRM,
+    OrganisationRM,
+    PairingRM,
+    RuleSetRow,
+    Unmatched,
+    VillageReceived,
+)
+
+ReadModel = TypeVar("ReadModel", NeedRM, OfferRM, OrganisationRM, PairingRM)
+Cursor = tuple[datetime, uuid.UUID]
+
+
+async def _flush_unless_duplicate(session: AsyncSession, row: object | None = None) -> bool:
+    """Flush inside a savepoint; False when a unique constraint refuses it (a concurrent twin won)."""
+    try:
+        async with session.begin_nested():
+            if row is not None:
+                session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+# --- feed cursors and read models -------------------------------------------------------------------
+
+async def feed_cursor(session: AsyncSession, feed: str, *, lock: bool = False) -> int:
+    query = select(FeedCursor.last_seq).where(FeedCursor.feed == feed)
+    if lock:
+        query = query.with_for_update()
+    value = (await session.scalars(query)).one_or_none()
+    return int(value or 0)
+
+
+async def set_feed_cursor(session: AsyncSession, feed: str, last_seq: int) -> None:
+    row = await session.get(FeedCursor, feed)
+    if row is None:
+        session.add(FeedCursor(feed=feed, last_seq=last_seq))
+    else:
+        row.last_seq = last_seq
+    await session.flush()
+
+
+async def all_feed_cursors(session: AsyncSession) -> dict[str, int]:
+    return {row.feed: int(row.last_seq) for row in (await session.scalars(select(FeedCursor))).all()}
+
+
+async def read_model_rows(session: AsyncSession, model: type[ReadModel], ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ReadModel]:
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = (await session.scalars(select(model).where(model.id.in_(wanted)))).all()
+    return {row.id: row for row in rows}
+
+
+def add_read_model_row(session: AsyncSession, row: object) -> None:
+    session.add(row)
+
+
+async def rows_changed_after(session: AsyncSession, model: type[ReadModel], seq: int) -> Sequence[ReadModel]:
+    """Read-model rows written by changes after `seq` (all of them from 0), in seq order."""
+    return (await session.scalars(select(model).where(model.seq > seq).order_by(model.seq))).all()
+
+
+async def get_need(session: AsyncSession, need_id: uuid.UUID) -> NeedRM | None:
+    return await session.get(NeedRM, need_id)
+
+
+async def get_offer(session: AsyncSession, offer_id: uuid.UUID) -> OfferRM | None:
+    return await session.get(OfferRM, offer_id)
+
+
+async def get_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> OrganisationRM | None:
+    return await session.get(OrganisationRM, organisation_id)
+
+
+async def received_changed_since(session: AsyncSession, since: datetime | None) -> Sequence[VillageReceived]:
+    query = select(VillageReceived)
+    if since is not None:
+        query = query.where(VillageReceived.updated_at >= since)
+    return (await session.scalars(query)).all()
+
+
+async def add_received(session: AsyncSession, village_code: str, value_cny: Any) -> None:
+    row = await session.get(VillageReceived, village_code, with_for_update=True)
+    if row is None:
+        session.add(VillageReceived(village_code=village_code, value_cny=value_cny, updated_at=utcnow()))
+    else:
+        row.value_cny = row.value_cny + value_cny
+        row.updated_at = utcnow()
+    await session.flush()
+
+
+# --- rule sets ------------------------------------------------------------------------------------
+
+async def current_ruleset(session: AsyncSession) -> RuleSetRow | None:
+    return (await session.scalars(select(RuleSetRow).order_by(RuleSetRow.version.desc()).limit(1))).first()
+
+
+async def get_ruleset(session: AsyncSession, version: int) -> RuleSetRow | None:
+    return await session.get(RuleSetRow, version)
+
+
+async def insert_ruleset(session: AsyncSession, row: RuleSetRow) -> bool:
+    """False when another writer took this version number first."""
+    return await _flush_unless_duplicate(session, row)
+
+
+# --- match runs -----------------------------------------------------------------------------------
+
+async def get_run(session: AsyncSession, run_id: uuid.UUID, *, refresh: bool = False) -> MatchRun | None:
+    return await session.get(MatchRun, run_id, populate_existing=refresh)
+
+
+async def active_runs_overlapping(session: AsyncSession, region_code: str) -> Sequence[MatchRun]:
+    """Queued or running runs whose region contains, or lies inside, `region_code`."""
+    ancestors = [region_code[:n] for n in (2, 4, 6, 9) if n < len(region_code)]
+    query = select(MatchRun).where(
+        MatchRun.status.in_(ACTIVE_RUN_STATUSES),
+        or_(MatchRun.region_code.startswith(region_code, autoescape=True), MatchRun.region_code.in_(ancestors)),
+    )
+    return (await session.scalars(query)).all()
+
+
+async def insert_run(session: AsyncSession, run: MatchRun) -> bool:
+    """False when the region has a queued or running run already (the partial unique index)."""
+    return await _flush_unless_duplicate(session, run)
+
+
+async def stale_runs(session: AsyncSession, *, heartbeat_before: datetime) -> Sequence[MatchRun]:
+    query = select(MatchRun).where(MatchRun.status.in_(ACTIVE_RUN_STATUSES), MatchRun.heartbeat_at < heartbeat_before)
+    return (await session.scalars(query.with_for_update())).all()
+
+
+def _page(query: Select[Any], model: Any, *, limit: int, after: Cursor | None) -> Select[Any]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    if after is not None:
+        created_at, row_id = after
+        query = query.where(or_(model.created_at < created_at, and_(model.created_at == created_at, model.id < row_id)))
+    return query.order_by(model.created_at.desc(), model.id.desc()).limit(limit)
+
+
+async def list_runs(
+    session: AsyncSession, *, within: str | None, region: str | None, limit: int, after: Cursor | None
+) -> list[MatchRun]:
+    query = select(MatchRun)
+    if within:
+        query = query.where(MatchRun.region_code.startswith(within, autoescape=True))
+    if region:
+        query = query.where(MatchRun.region_code.startswith(region, autoescape=True))
+    return list((await session.scalars(_page(query, MatchRun, limit=limit, after=after))).all())
+
+
+# --- matches --------------------------------------------------------------------------------------
+
+async def supersede_proposals(session: AsyncSession, *, region_code: str, except_run: uuid.UUID) -> int:
+    """Earlier runs' proposals for villages of this region that nobody reviewed yet become `superseded`."""
+    result = await session.execute(
+        update(Match)
+        .where(
+            Match.status == MatchStatus.PROPOSED,
+            Match.run_id.is_not(None),
+            Match.run_id != except_run,
+            Match.village_code.startswith(region_code, autoescape=True),
+        )
+        .values(status=MatchStatus.SUPERSEDED, version=Match.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add_all(session: AsyncSession, rows: Iterable[object]) -> None:
+    session.add_all(list(rows))
+
+
+async def quantities_in_flight(session: AsyncSession) -> tuple[dict[uuid.UUID, Any], dict[uuid.UUID, Any]]:
+    """Quantities of matches being approved (held neither in needs' nor offers' feeds yet), per need and offer."""
+    rows = (
+        await session.execute(
+            select(Match.need_id, Match.offer_id, Match.quantity).where(Match.status == MatchStatus.APPROVING)
+        )
+    ).all()
+    per_need: dict[uuid.UUID, Any] = {}
+    per_offer: dict[uuid.UUID, Any] = {}
+    for need_id, offer_id, quantity in rows:
+        per_need[need_id] = per_need.get(need_id, 0) + quantity
+        per_offer[offer_id] = per_offer.get(offer_id, 0) + quantity
+    return per_need, per_offer
+
+
+async def get_match(session: AsyncSession, match_id: uuid.UUID) -> Match | None:
+    return await session.get(Match, match_id)
+
+
+async def list_matches(
+    session: AsyncSession, *, visible: ColumnElement[bool] | None, clauses: Sequence[ColumnElement[bool]], limit: int,
+    after: Cursor | None,
+) -> list[Match]:
+    query = select(Match).where(*clauses)
+    if visible is not None:
+        query = query.where(visible)
+    return list((await session.scalars(_page(query, Match, limit=limit, after=after))).all())
+
+
+async def count_matches(session: AsyncSession, *, run_id: uuid.UUID, status: str | None = None) -> int:
+    query = select(func.count()).select_from(Match).where(Match.run_id == run_id)
+    if status is not None:
+        query = query.where(Match.status == status)
+    return int((await session.scalar(query)) or 0)
+
+
+# --- unmatched ------------------------------------------------------------------------------------
+
+async def list_unmatched(session: AsyncSession, *, run_id: uuid.UUID, limit: int, after: Cursor | None) -> list[Unmatched]:
+    query = select(Unmatched).where(Unmatched.run_id == run_id)
+    return list((await session.scalars(_page(query, Unmatched, limit=limit, after=after))).all())

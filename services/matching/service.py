@@ -1,0 +1,268 @@
+"""The rules of matching: who may see and do what, rule set versions, candidates, runs, matches. Flushes, never commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import ColumnElement, false, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.db import utcnow
+from services.common.errors import Conflict, Forbidden, NotFound
+from services.common.http import check_version, decode_keyset, keyset_page
+from services.common.identity import Principal, Role
+from services.common.messages import Text
+from services.matching import repository
+from services.matching.models import Match, MatchRun, RuleSetRow, RunStatus, Unmatched
+from services.matching.readmodel import OrganisationInfo, ReadModelCache, rows_in_region
+from services.matching.rules import DEFAULT_RULESET, RuleSet
+from services.matching.schemas import MatchFilters, RuleSetUpdate
+from services.matching.scoring import Candidate, OfferView, Rejection, candidates_for_need, candidates_for_offer, explain_rejection
+
+NEED_NOT_FOUND = Text("找不到这条需求。", "No such need.")
+OFFER_NOT_FOUND = Text("找不到这条供给。", "No such offer.")
+RUN_NOT_FOUND = Text("找不到这次匹配运行。", "No such match run.")
+MATCH_NOT_FOUND = Text("找不到这条对接。", "No such match.")
+RULESET_NOT_FOUND = Text("找不到这个版本的规则。", "No such rule set version.")
+
+
+# --- who may do what ----------------------------------------------------------------------------
+
+def may_see_village(principal: Principal, village_code: str) -> bool:
+    """The village's officer, a coordinator whose region covers it, or an admin."""
+    return principal.speaks_for_village(village_code) or principal.governs_region(village_code)
+
+
+def _overlaps(region: str, codes: Sequence[str]) -> bool:
+    return any(code.startswith(region) or region.startswith(code) for code in codes)
+
+
+def may_see_offer(principal: Principal, offer: OfferView, organisation: OrganisationInfo | None) -> bool:
+    """The organisation's members, an admin, or a coordinator where the offer or its organisation works."""
+    if principal.is_admin or principal.belongs_to(uuid.UUID(offer.organisation_id)):
+        return True
+    if principal.role is not Role.COORDINATOR or not principal.region_code:
+        return False
+    codes = list(offer.region_codes) + list(organisation.region_codes if organisation else ())
+    return _overlaps(principal.region_code, codes)
+
+
+def _ensure_runs_region(principal: Principal, region_code: str) -> None:
+    if principal.role not in (Role.COORDINATOR, Role.ADMIN) or not principal.governs_region(region_code):
+        raise Forbidden(
+            Text("只有辖区覆盖 {region} 的协调员或管理员可以在该地区运行匹配。",
+                 "Only a coordinator whose region covers {region}, or an admin, may run matching there."),
+            region=region_code,
+        )
+
+
+# --- rule sets ----------------------------------------------------------------------------------
+
+def engine_ruleset(row: RuleSetRow) -> RuleSet:
+    return RuleSet.model_validate({"version": row.version, "weights": row.weights, "parameters": row.parameters})
+
+
+async def current_ruleset(session: AsyncSession) -> RuleSetRow:
+    """The newest version; version 1 (the default rules) is seeded by the migration, or here if it went missing."""
+    row = await repository.current_ruleset(session)
+    if row is not None:
+        return row
+    seed = RuleSetRow(
+        version=1, weights=DEFAULT_RULESET.weights.model_dump(), parameters=DEFAULT_RULESET.parameters.model_dump(),
+        created_by="system", created_at=utcnow(),
+    )
+    if not await repository.insert_ruleset(session, seed):
+        row = await repository.current_ruleset(session)
+        assert row is not None
+        return row
+    return seed
+
+
+async def get_ruleset(session: AsyncSession, *, version: int) -> RuleSetRow:
+    row = await repository.get_ruleset(session, version)
+    if row is None:
+        raise NotFound(RULESET_NOT_FOUND)
+    return row
+
+
+async def replace_ruleset(
+    session: AsyncSession, *, principal: Principal, data: RuleSetUpdate, expected_version: int | None
+) -> RuleSetRow:
+    """A new version from a whole rule set. If-Match, when sent, must name the current version."""
+    if not principal.is_admin:
+        raise Forbidden(Text("只有管理员可以修改匹配规则。", "Only an admin may change the matching rules."))
+    current = await current_ruleset(session)
+    if expected_version is not None:
+        check_version(expected_version, current.version)
+    row = RuleSetRow(
+        version=current.version + 1, weights=data.weights.model_dump(), parameters=data.parameters.model_dump(),
+        created_by=principal.subject, created_at=utcnow(),
+    )
+    if not await repository.insert_ruleset(session, row):
+        raise Conflict(Text("规则刚被他人修改，请刷新后重试。", "Someone changed the rules just now; reload and try again."))
+    return row
+
+
+# --- candidates ---------------------------------------------------------------------------------
+
+async def candidates_of_need(
+    cache: ReadModelCache, *, principal: Principal, need_id: uuid.UUID, ruleset: RuleSet, limit: int
+) -> tuple[list[Candidate], Rejection | None]:
+    """The best offers for a need its officer, its region's coordinator or an admin may look at."""
+    await cache.refresh(force=False)
+    need = cache.need(need_id)
+    if need is None or (need.status == "draft" and not may_see_village(principal, need.village_code)):
+        raise NotFound(NEED_NOT_FOUND)
+    if not may_see_village(principal, need.village_code):
+        raise Forbidden(
+            Text("只有本村村干部、辖区协调员或管理员可以查看这条需求的候选资源。",
+                 "Only the village's officer, a coordinator of its region or an admin may see this need's candidates."),
+        )
+    offers = await cache.offer_table()
+    context = cache.context()
+    found = candidates_for_need(need, offers, context, ruleset, limit=limit)
+    return found, (explain_rejection(need, offers, context) if not found else None)
+
+
+async def candidates_of_offer(
+    cache: ReadModelCache, *, principal: Principal, offer_id: uuid.UUID, ruleset: RuleSet, limit: int
+) -> list[Candidate]:
+    """The best needs for an offer: its organisation's members and admins see all, a coordinator those of their region."""
+    await cache.refresh(force=False)
+    offer = cache.offer(offer_id)
+    if offer is None:
+        raise NotFound(OFFER_NOT_FOUND)
+    if not may_see_offer(principal, offer, cache.organisations.get(offer.organisation_id)):
+        raise Forbidden(
+            Text("只有该组织的成员、相关地区的协调员或管理员可以查看这条供给的候选需求。",
+                 "Only the organisation's members, a coordinator where it works or an admin may see this offer's candidates."),
+        )
+    needs = await cache.need_table()
+    rows = None
+    if principal.role is Role.COORDINATOR and principal.region_code:
+        rows = rows_in_region(needs, principal.region_code)
+    return candidates_for_offer(offer, needs, cache.context(), ruleset, limit=limit, need_rows=rows)
+
+
+# --- match runs ---------------------------------------------------------------------------------
+
+async def start_run(session: AsyncSession, *, principal: Principal, region_code: str, stale_after: float) -> MatchRun:
+    """A queued run; the runner executes it after the commit. One queued or running run per region at a time."""
+    _ensure_runs_region(principal, region_code)
+    await fail_stale_runs(session, stale_after=stale_after)
+    busy = await repository.active_runs_overlapping(session, region_code)
+    if busy:
+        raise _region_busy(region_code, busy[0])
+    ruleset = await current_ruleset(session)
+    now = utcnow()
+    run = MatchRun(
+        region_code=region_code, status=RunStatus.QUEUED, stage="queued", progress=0.0, ruleset_version=ruleset.version,
+        proposals=0, counts={}, timings={}, equity={}, created_by=principal.subject, heartbeat_at=now,
+    )
+    if not await repository.insert_run(session, run):
+        raise _region_busy(region_code, None)
+    return run
+
+
+def _region_busy(region_code: str, other: MatchRun | None) -> Conflict:
+    return Conflict(
+        Text("地区 {region} 已有一次匹配正在进行（{other}），请等它结束。",
+             "A match run is already under way for {region} ({other}); wait for it to finish."),
+        region=region_code, other=str(other.id) if other else "-",
+    )
+
+
+async def fail_stale_runs(session: AsyncSession, *, stale_after: float) -> None:
+    """Runs whose process died (no heartbeat for a while) are failed, so their region can run again."""
+    for run in await repository.stale_runs(session, heartbeat_before=utcnow() - timedelta(seconds=stale_after)):
+        run.status, run.stage, run.finished_at = RunStatus.FAILED, "failed", utcnow()
+        run.error = "interrupted: the process running it stopped"
+    await session.flush()
+
+
+async def get_run(session: AsyncSession, *, principal: Principal, run_id: uuid.UUID) -> MatchRun:
+    run = await repository.get_run(session, run_id)
+    if run is None or not principal.governs_region(run.region_code):
+        raise NotFound(RUN_NOT_FOUND)
+    return run
+
+
+def _governed_prefix(principal: Principal) -> str | None:
+    """'' for an admin (everywhere), the coordinator's prefix, or None for those who govern nothing."""
+    if principal.is_admin:
+        return ""
+    if principal.role is Role.COORDINATOR and principal.region_code:
+        return principal.region_code
+    return None
+
+
+async def list_runs(
+    session: AsyncSession, *, principal: Principal, region: str | None, limit: int, cursor: str | None
+) -> tuple[list[MatchRun], str | None]:
+    within = _governed_prefix(principal)
+    if within is None:
+        raise Forbidden(Text("只有协调员和管理员可以查看匹配运行。", "Only coordinators and admins may see match runs."))
+    rows = await repository.list_runs(session, within=within, region=region, limit=limit + 1, after=decode_keyset(cursor))
+    return keyset_page(rows, limit)
+
+
+async def list_unmatched(
+    session: AsyncSession, *, principal: Principal, run_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[Unmatched], str | None]:
+    await get_run(session, principal=principal, run_id=run_id)
+    rows = await repository.list_unmatched(session, run_id=run_id, limit=limit + 1, after=decode_keyset(cursor))
+    return keyset_page(rows, limit)
+
+
+# --- matches ------------------------------------------------------------------------------------
+
+def _visible_matches(principal: Principal) -> ColumnElement[bool]:
+    if principal.is_admin:
+        return true()
+    if principal.role is Role.COORDINATOR and principal.region_code:
+        return Match.village_code.startswith(principal.region_code, autoescape=True)
+    if principal.role is Role.OFFICER and principal.village_code:
+        return Match.village_code == principal.village_code
+    if principal.role is Role.ORG_MEMBER and principal.organisation_id:
+        return Match.organisation_id == principal.organisation_id
+    return false()
+
+
+def may_see_match(principal: Principal, match: Match) -> bool:
+    return may_see_village(principal, match.village_code) or principal.belongs_to(match.organisation_id)
+
+
+async def get_match(session: AsyncSession, *, principal: Principal, match_id: uuid.UUID) -> Match:
+    """Matches are not public: someone else's match is as unknown as a missing one."""
+    match = await repository.get_match(session, match_id)
+    if match is None or not may_see_match(principal, match):
+        raise NotFound(MATCH_NOT_FOUND)
+    return match
+
+
+async def list_matches(
+    session: AsyncSession, *, principal: Principal, filters: MatchFilters, limit: int, cursor: str | None
+) -> tuple[list[Match], str | None]:
+    clauses: list[ColumnElement[bool]] = []
+    if filters.status is not None:
+        clauses.append(Match.status == filters.status)
+    if filters.region:
+        clauses.append(Match.village_code.startswith(filters.region, autoescape=True))
+    if filters.need_id is not None:
+        clauses.append(Match.need_id == filters.need_id)
+    if filters.offer_id is not None:
+        clauses.append(Match.offer_id == filters.offer_id)
+    if filters.run_id is not None:
+        clauses.append(Match.run_id == filters.run_id)
+    rows = await repository.list_matches(
+        session, visible=_visible_matches(principal), clauses=clauses, limit=limit + 1, after=decode_keyset(cursor)
+    )
+    return keyset_page(rows, limit)
+
+
+async def record_received(session: AsyncSession, *, village_code: str, value_cny: float) -> None:
+    """Add to what a village has received so far (for the equity rule); called when a delivery is confirmed."""
+    await repository.add_received(session, village_code, value_cny)
+
