@@ -9,7 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Date, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import TYPE_ANNOTATION_MAP, TimestampMixin, new_id, service_metadata
@@ -113,6 +113,27 @@ class Commitment(TimestampMixin, Base):
     quantity: Mapped[Decimal]
     delivered: Mapped[Decimal] = mapped_column(default=Decimal(0))
     status: Mapped[str] = mapped_column(String(10), default=CommitmentStatus.ACTIVE)
+
+
+class DuplicateStatus(StrEnum):
+    SUSPECTED = "suspected"
+    DISTINCT = "distinct"  # the officer confirmed both are wanted
+    WITHDRAWN = "withdrawn"  # the newer need was cancelled as a duplicate
+
+
+class DuplicateSuspicion(TimestampMixin, Base):
+    """A newer need that closely resembles an open need of the same village, until someone decides."""
+
+    __tablename__ = "duplicate_suspicions"
+    __table_args__ = (UniqueConstraint("need_id", "other_need_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    need_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("needs.id"), index=True)
+    other_need_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("needs.id"))
+    village_code: Mapped[str] = mapped_column(String(12), index=True)
+    similarity: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12), default=DuplicateStatus.SUSPECTED, index=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class Change(ChangeMixin, Base):

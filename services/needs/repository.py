@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,8 +13,8 @@ from sqlalchemy import ColumnElement, and_, insert, literal, or_, select, true, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.db import Quantity
-from services.needs.models import Commitment, CommitmentStatus, Need, NeedStatus
+from services.common.db import Quantity, utcnow
+from services.needs.models import Commitment, CommitmentStatus, DuplicateStatus, DuplicateSuspicion, Need, NeedStatus
 from services.needs.schemas import NeedFilters
 
 
@@ -143,3 +145,70 @@ async def count_active_commitments(session: AsyncSession, need_id: uuid.UUID) ->
     )
     return len(rows.all())
 
+
+
+# --- likely duplicates ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TitledNeed:
+    id: uuid.UUID
+    title: str
+    village_code: str
+    category: str
+    kind: str
+
+
+async def live_needs_of_villages(session: AsyncSession, village_codes: Collection[str]) -> list[TitledNeed]:
+    """Draft and open needs of these villages: what a new need may duplicate."""
+    found: list[TitledNeed] = []
+    codes = sorted(village_codes)
+    for start in range(0, len(codes), 500):  # keeps IN (...) within every driver's parameter limit
+        rows = await session.execute(
+            select(Need.id, Need.title, Need.village_code, Need.category, Need.kind).where(
+                Need.village_code.in_(codes[start:start + 500]), Need.status.in_((NeedStatus.DRAFT, NeedStatus.OPEN))
+            )
+        )
+        found.extend(TitledNeed(*row) for row in rows)
+    return found
+
+
+async def add_suspicions(session: AsyncSession, suspicions: list[dict[str, Any]]) -> None:
+    if suspicions:
+        await session.execute(insert(DuplicateSuspicion.metadata.tables[DuplicateSuspicion.__tablename__]), suspicions)
+
+
+async def suspicions_of(session: AsyncSession, need_id: uuid.UUID, status: DuplicateStatus) -> list[DuplicateSuspicion]:
+    query = select(DuplicateSuspicion).where(DuplicateSuspicion.need_id == need_id, DuplicateSuspicion.status == status)
+    return list((await session.scalars(query.order_by(DuplicateSuspicion.similarity.desc()))).all())
+
+
+async def resolve_suspicions(session: AsyncSession, need_id: uuid.UUID, status: DuplicateStatus, by: str) -> None:
+    await session.execute(
+        update(DuplicateSuspicion)
+        .where(DuplicateSuspicion.need_id == need_id, DuplicateSuspicion.status == DuplicateStatus.SUSPECTED)
+        .values(status=status, resolved_by=by, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def list_suspicions(
+    session: AsyncSession, *, region: str, status: DuplicateStatus, limit: int, after: tuple[datetime, uuid.UUID] | None
+) -> list[DuplicateSuspicion]:
+    query = select(DuplicateSuspicion).where(
+        DuplicateSuspicion.status == status, DuplicateSuspicion.village_code.startswith(region, autoescape=True)
+    )
+    if after is not None:
+        created_at, row_id = after
+        query = query.where(
+            or_(DuplicateSuspicion.created_at < created_at,
+                and_(DuplicateSuspicion.created_at == created_at, DuplicateSuspicion.id < row_id))
+        )
+    query = query.order_by(DuplicateSuspicion.created_at.desc(), DuplicateSuspicion.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def titles_of(session: AsyncSession, need_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not need_ids:
+        return {}
+    rows = await session.execute(select(Need.id, Need.title).where(Need.id.in_(list(need_ids))))
+    return {need_id: title for need_id, title in rows}

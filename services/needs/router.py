@@ -16,12 +16,14 @@ from services.common.messages import current_locale
 from services.common.transactions import DbSession, TransactionalRoute
 from services.common.vocabulary import Category, Kind, RegionPrefix
 from services.needs import service
-from services.needs.models import Commitment, Need, NeedStatus
+from services.needs.models import Commitment, DuplicateStatus, Need, NeedStatus
 from services.needs.schemas import (
     NEED_COLUMNS,
     CommitmentCreate,
     CommitmentRead,
     DeliveryRecord,
+    DuplicateDecision,
+    DuplicateRead,
     ImportReport,
     NeedCreate,
     NeedFilters,
@@ -45,6 +47,12 @@ def need_read(need: Need, principal: Principal) -> NeedRead:
     )
 
 
+async def _with_duplicates(session: DbSession, need: Need, principal: Principal) -> NeedRead:
+    read = need_read(need, principal)
+    read.possible_duplicates = await service.possible_duplicates(session, principal=principal, need=need)
+    return read
+
+
 def _with_etag(response: Response, need: Need) -> None:
     response.headers["ETag"] = etag_for(need.version)
 
@@ -56,7 +64,7 @@ async def create_need(
     need = await service.create_need(session, principal=principal, data=data)
     response.headers["Location"] = str(request.url_for("get_need", need_id=need.id).path)
     _with_etag(response, need)
-    return need_read(need, principal)
+    return await _with_duplicates(session, need, principal)
 
 
 def need_filters(
@@ -129,11 +137,39 @@ async def export_needs(
     return sheets.streamed(service.export_header(locale), batches, format, "needs")
 
 
+# --- likely duplicates -------------------------------------------------------------------------
+
+@router.get("/duplicates", response_model=Page[DuplicateRead])
+async def list_duplicates(
+    session: DbSession,
+    principal: CurrentUser,
+    region: RegionPrefix | None = None,
+    status_: Annotated[DuplicateStatus, Query(alias="status")] = DuplicateStatus.SUSPECTED,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[DuplicateRead]:
+    """Needs that closely resemble an open need of the same village, awaiting the officer's decision. 疑似重复的需求。"""
+    items, next_cursor = await service.list_duplicates(
+        session, principal=principal, region=region, status=status_, limit=limit, cursor=cursor
+    )
+    return Page[DuplicateRead](items=items, next_cursor=next_cursor)
+
+
+@router.post("/{need_id}/duplicate-decision", response_model=NeedRead)
+async def decide_duplicate(
+    need_id: uuid.UUID, data: DuplicateDecision, session: DbSession, principal: CurrentUser, response: Response
+) -> NeedRead:
+    """`distinct` keeps both needs; `withdraw` cancels this one as a duplicate. 确认不重复，或撤回本需求。"""
+    need = await service.decide_duplicate(session, principal=principal, need_id=need_id, decision=data)
+    _with_etag(response, need)
+    return await _with_duplicates(session, need, principal)
+
+
 @router.get("/{need_id}", response_model=NeedRead)
 async def get_need(need_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response) -> NeedRead:
     need = await service.get_need(session, principal=principal, need_id=need_id)
     _with_etag(response, need)
-    return need_read(need, principal)
+    return await _with_duplicates(session, need, principal)
 
 
 @router.patch("/{need_id}", response_model=NeedRead)

@@ -26,7 +26,7 @@ from services.common.vocabulary import (
     check_quantity,
     check_unit,
 )
-from services.needs.models import NeedStatus
+from services.needs.models import DuplicateStatus, NeedStatus
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
@@ -155,6 +155,34 @@ class NeedRead(BaseModel):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    possible_duplicates: list[PossibleDuplicate] = Field(
+        default=[], description="Open needs of the same village this one closely resembles (shown to those who manage it)"
+    )
+
+
+class PossibleDuplicate(BaseModel):
+    need_id: uuid.UUID
+    title: str
+    similarity: float
+
+
+class DuplicateDecision(BaseModel):
+    """`distinct`: both needs are wanted; `withdraw`: cancel this (newer) need as a duplicate."""
+
+    model_config = _STRICT
+    decision: Literal["distinct", "withdraw"]
+
+
+class DuplicateRead(BaseModel):
+    id: uuid.UUID
+    need_id: uuid.UUID
+    need_title: str
+    other_need_id: uuid.UUID
+    other_title: str
+    village_code: str
+    similarity: float
+    status: DuplicateStatus
+    created_at: datetime
 
 
 class NeedFilters(BaseModel):
@@ -254,6 +282,14 @@ class RowErrorRead(BaseModel):
     message: str
 
 
+class RowDuplicate(BaseModel):
+    row: int
+    need_id: uuid.UUID | None = Field(description="The open need it resembles; null when it resembles an earlier row")
+    duplicate_of_row: int | None = None
+    title: str
+    similarity: float
+
+
 class ImportReport(BaseModel):
     dry_run: bool
     rows: int
@@ -261,3 +297,5 @@ class ImportReport(BaseModel):
     errors: list[RowErrorRead]
     ignored_columns: list[str]
     ids: list[uuid.UUID] = []
+    possible_duplicates: list[RowDuplicate] = Field(default=[], description="Warnings, not errors (the first 1000)")
+    duplicate_count: int = 0

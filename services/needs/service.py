@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from difflib import SequenceMatcher
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,7 +32,15 @@ from services.common.vocabulary import (
     check_unit,
 )
 from services.needs import repository
-from services.needs.models import Change, Commitment, CommitmentStatus, Need, NeedStatus, need_feed_data
+from services.needs.models import (
+    Change,
+    Commitment,
+    CommitmentStatus,
+    DuplicateStatus,
+    Need,
+    NeedStatus,
+    need_feed_data,
+)
 from services.needs.schemas import (
     CHANNEL_LABELS,
     NEED_COLUMNS,
@@ -36,10 +48,14 @@ from services.needs.schemas import (
     POSTED_STATUS_LABELS,
     STATUS_LABELS,
     CommitmentCreate,
+    DuplicateDecision,
+    DuplicateRead,
     ImportReport,
     NeedCreate,
     NeedFilters,
     NeedUpdate,
+    PossibleDuplicate,
+    RowDuplicate,
     RowErrorRead,
 )
 
@@ -99,9 +115,13 @@ def _new_need_values(data: NeedCreate, principal: Principal) -> dict[str, Any]:
 
 async def create_need(session: AsyncSession, *, principal: Principal, data: NeedCreate) -> Need:
     _ensure_can_manage(principal, data.village_code)
-    need = Need(**_new_need_values(data, principal))
+    values = _new_need_values(data, principal)
+    finder = DuplicateFinder(await repository.live_needs_of_villages(session, [data.village_code]))
+    resembled = finder.resembling(values)
+    need = Need(**values)
     repository.add_need(session, need)
     await session.flush()
+    await repository.add_suspicions(session, [_suspicion(values, other, similarity) for other, similarity in resembled])
     _publish(session, need, "created")
     return need
 
@@ -316,6 +336,96 @@ async def need_remaining(session: AsyncSession, need_id: uuid.UUID) -> Decimal:
     return need.remaining
 
 
+# --- likely duplicates: same village, category and kind, and a similar title --------------------
+
+DUPLICATE_SIMILARITY = 0.6
+_NOT_COMPARED = re.compile(r"[\W_]+")
+
+
+def title_similarity(first: str, second: str) -> float:
+    """0..1 over the titles' characters, ignoring spaces and punctuation ('村道防护栏' ~ '村道 防护栏（二期）')."""
+    return SequenceMatcher(None, _NOT_COMPARED.sub("", first.lower()), _NOT_COMPARED.sub("", second.lower())).ratio()
+
+
+@dataclass(frozen=True, slots=True)
+class KnownNeed:
+    id: uuid.UUID
+    title: str
+    row: int | None = None  # its row in the file being imported, if it comes from there
+
+
+class DuplicateFinder:
+    """Live needs grouped by village, category and kind; needs being added join as they are checked."""
+
+    def __init__(self, live: list[repository.TitledNeed]) -> None:
+        self._groups: dict[tuple[str, str, str], list[KnownNeed]] = defaultdict(list)
+        for need in live:
+            self._groups[need.village_code, need.category, need.kind].append(KnownNeed(need.id, need.title))
+
+    def resembling(self, need: Mapping[str, Any]) -> list[tuple[KnownNeed, float]]:
+        group = self._groups.get((need["village_code"], need["category"], need["kind"]), [])
+        scored = ((other, title_similarity(need["title"], other.title)) for other in group)
+        return sorted((hit for hit in scored if hit[1] >= DUPLICATE_SIMILARITY), key=lambda hit: -hit[1])
+
+    def add(self, need: Mapping[str, Any], *, row: int | None = None) -> None:
+        self._groups[need["village_code"], need["category"], need["kind"]].append(KnownNeed(need["id"], need["title"], row))
+
+
+def _suspicion(need: Mapping[str, Any], other: KnownNeed, similarity: float) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": new_id(), "need_id": need["id"], "other_need_id": other.id, "village_code": need["village_code"],
+        "similarity": round(similarity, 3), "status": DuplicateStatus.SUSPECTED, "resolved_by": None,
+        "created_at": now, "updated_at": now,
+    }
+
+
+async def possible_duplicates(session: AsyncSession, *, principal: Principal, need: Need) -> list[PossibleDuplicate]:
+    """Shown to those who manage the need, until they decide."""
+    if not can_manage(principal, need.village_code):
+        return []
+    suspicions = await repository.suspicions_of(session, need.id, DuplicateStatus.SUSPECTED)
+    titles = await repository.titles_of(session, {suspicion.other_need_id for suspicion in suspicions})
+    return [PossibleDuplicate(need_id=s.other_need_id, title=titles.get(s.other_need_id, ""), similarity=s.similarity)
+            for s in suspicions]
+
+
+async def decide_duplicate(
+    session: AsyncSession, *, principal: Principal, need_id: uuid.UUID, decision: DuplicateDecision
+) -> Need:
+    """The officer keeps both needs (`distinct`) or withdraws this one (`withdraw` cancels it)."""
+    need = await _editable_need(session, principal, need_id)
+    if decision.decision == "withdraw":
+        need = await cancel_need(session, principal=principal, need_id=need_id)
+    status = DuplicateStatus.WITHDRAWN if decision.decision == "withdraw" else DuplicateStatus.DISTINCT
+    await repository.resolve_suspicions(session, need.id, status, principal.subject)
+    return need
+
+
+async def list_duplicates(
+    session: AsyncSession, *, principal: Principal, region: str | None, status: DuplicateStatus, limit: int,
+    cursor: str | None,
+) -> tuple[list[DuplicateRead], str | None]:
+    """Coordinators see their region's likely duplicates, officers their village's, admins all."""
+    scope = _draft_prefix(principal)
+    if scope is None:
+        raise Forbidden(Text("只有村干部、协调员和管理员可以查看疑似重复的需求。",
+                             "Only officers, coordinators and admins see likely duplicates."))
+    if region and not region.startswith(scope) and not scope.startswith(region):
+        raise Forbidden(Text("区域 {region} 不在您的辖区内。", "Region {region} is outside your jurisdiction."), region=region)
+    narrowest = max(scope, region or "", key=len)
+    rows = await repository.list_suspicions(session, region=narrowest, status=status, limit=limit + 1,
+                                            after=decode_keyset(cursor))
+    page, next_cursor = keyset_page(rows, limit)
+    titles = await repository.titles_of(session, {s.need_id for s in page} | {s.other_need_id for s in page})
+    return [
+        DuplicateRead(id=s.id, need_id=s.need_id, need_title=titles.get(s.need_id, ""), other_need_id=s.other_need_id,
+                      other_title=titles.get(s.other_need_id, ""), village_code=s.village_code, similarity=s.similarity,
+                      status=DuplicateStatus(s.status), created_at=s.created_at)
+        for s in page
+    ], next_cursor
+
+
 # --- spreadsheets in and out ------------------------------------------------------------------
 
 IMPORTERS = (Role.OFFICER, Role.COORDINATOR, Role.ADMIN)
@@ -327,18 +437,38 @@ async def import_needs(session: AsyncSession, *, principal: Principal, data: byt
     if principal.role not in IMPORTERS:
         raise Forbidden(Text("只有村干部、协调员和管理员可以导入需求。", "Only officers, coordinators and admins import needs."))
     sheet = sheets.parse_sheet(data, NEED_COLUMNS, export_only=_EXPORT_ONLY)
-    needs = [need for number, values in sheet.rows if (need := _need_from_row(number, values, principal, sheet.errors))]
+    valid = [(number, need) for number, values in sheet.rows if (need := _need_from_row(number, values, principal, sheet.errors))]
     if sheet.errors and not dry_run:
         raise sheets.RowsInvalid(sheet.errors)
+    warnings, suspicions = await _duplicates_in_import(session, valid)
+    needs = [need for _, need in valid]
     if not dry_run:
         await repository.add_needs(session, needs)
+        await repository.add_suspicions(session, suspicions)
         for need in needs:
             record_change(session, Change, entity="need", entity_id=need["id"], op="created", data=need_feed_data(need))
     return ImportReport(
         dry_run=dry_run, rows=len(sheet.rows), created=0 if dry_run else len(needs),
         errors=[RowErrorRead(**error.as_dict()) for error in sheet.errors[: sheets.RowsInvalid.MAX_REPORTED]],
         ignored_columns=sheet.ignored_columns, ids=[] if dry_run else [need["id"] for need in needs],
+        possible_duplicates=warnings[: sheets.RowsInvalid.MAX_REPORTED], duplicate_count=len(warnings),
     )
+
+
+async def _duplicates_in_import(
+    session: AsyncSession, rows: list[tuple[int, dict[str, Any]]]
+) -> tuple[list[RowDuplicate], list[dict[str, Any]]]:
+    """Each row against the live needs of its village and the rows above it."""
+    finder = DuplicateFinder(await repository.live_needs_of_villages(session, {need["village_code"] for _, need in rows}))
+    warnings: list[RowDuplicate] = []
+    suspicions: list[dict[str, Any]] = []
+    for number, need in rows:
+        for other, similarity in finder.resembling(need):
+            warnings.append(RowDuplicate(row=number, need_id=None if other.row else other.id, duplicate_of_row=other.row,
+                                         title=other.title, similarity=round(similarity, 2)))
+            suspicions.append(_suspicion(need, other, similarity))
+        finder.add(need, row=number)
+    return warnings, suspicions
 
 
 def _need_from_row(
