@@ -100,7 +100,7 @@ async def _seed(url: str, count: int) -> str:
                     "village_code": f"{county}{rng.randrange(100, 120):03d}{rng.randrange(200, 300):03d}",
                     "lat": None, "lon": None, "channel": "online", "requester_name": None, "requester_phone": None,
                     "status": status, "version": 1, "created_by": "bench",
-                    # one a minute, as a real register fills: the keyset index (status, created_at) then applies
+                    # one a minute, as a real register fills: the keyset index (status, created_at, id) then applies
                     "created_at": now - timedelta(minutes=count - i), "updated_at": now,
                 })
                 if status == "open" and not sample:

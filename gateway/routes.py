@@ -13,6 +13,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/api/rulesets", "matching"),
     ("/api/reports", "matching"),
     ("/api/notifications", "matching"),
+    ("/api/audit", "matching"),
+    ("/api/webhooks", "matching"),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,9 +11,12 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, MetaData, Numeric, event, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 NAMING_CONVENTION = {
@@ -24,6 +28,9 @@ NAMING_CONVENTION = {
 }
 
 CENT = Decimal("0.01")
+READ_ONLY = "duijie_read_only"  # execution option of the connections a read session holds
+_IDLE_SINCE = "duijie_idle_since"
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def utcnow() -> datetime:
@@ -76,6 +83,8 @@ class Quantity(TypeDecorator[Decimal]):
             return None
         if dialect.name == "sqlite":
             return (Decimal(int(value)) / 100).quantize(CENT)
+        if isinstance(value, Decimal):
+            return value  # NUMERIC(18,2) comes back with exactly two decimals: nothing to round, per value
         return Decimal(value).quantize(CENT)
 
     @property
@@ -110,14 +119,59 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        # Take the write lock up front: a deferred transaction that later writes can fail
-        # with SQLITE_BUSY without waiting, which would surface as a random 500.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # A reader never takes the write lock: in WAL mode it reads its snapshot alongside
+            # the one writer and the other readers instead of queueing behind them.
+            connection.exec_driver_sql("BEGIN")
+        else:
+            # Take the write lock up front: a deferred transaction that later writes can fail
+            # with SQLITE_BUSY without waiting, which would surface as a random 500.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection only when it sat idle long enough to have been dropped.
+
+    pool_pre_ping pings at every checkout, and asyncpg's ping is three round trips (BEGIN, ";",
+    ROLLBACK): that tripled the database work of a read. A connection in steady use is proven
+    by its last request; one idle past `idle_seconds` (a restarted server, a firewall's timeout)
+    is pinged and, if dead, replaced before the request sees it.
+    """
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("pooled connection failed its ping") from exc  # the pool retries with a new one
+
+
+def _refuse_writes_when_read_only(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _check(
+        connection: Connection, _cursor: Any, statement: str, _parameters: Any, context: DefaultExecutionContext | None,
+        _executemany: bool,
+    ) -> None:
+        if context is None or not connection.get_execution_options().get(READ_ONLY):
+            return
+        if context.isinsert or context.isupdate or context.isdelete:
+            # On PostgreSQL a read session autocommits: a write here would be committed at once,
+            # outside the request's all-or-nothing commit. Declare a DbSession to write.
+            raise RuntimeError(f"write in a read-only session: {statement[:80]}")
 
 
 class Database:
-    """One service's database: its engine and a factory of sessions."""
+    """One service's database: its engine, and factories of sessions that write and sessions that only read."""
 
     def __init__(
         self,
@@ -129,14 +183,26 @@ class Database:
         session_class: type[Session] = Session,
     ) -> None:
         self.url = url
-        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        options: dict[str, Any] = {"echo": echo}
         if url.startswith("postgresql"):
             options.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=60)
         self.engine = create_async_engine(url, **options)
+        read_options: dict[str, Any] = {READ_ONLY: True}
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)
+        else:
+            _ping_after_idle(self.engine, PING_AFTER_IDLE_SECONDS)
+            # Under READ COMMITTED every statement reads its own snapshot, inside a transaction or
+            # not: a read's BEGIN and COMMIT were two round trips that bought nothing.
+            read_options["isolation_level"] = "AUTOCOMMIT"
+        _refuse_writes_when_read_only(self.engine)
         self.sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, autoflush=False, sync_session_class=session_class
+        )
+        # Same pool; its connections are marked read-only for as long as such a session holds them.
+        self.read_sessions = async_sessionmaker(
+            self.engine.execution_options(**read_options), expire_on_commit=False, autoflush=False,
+            sync_session_class=session_class,
         )
 
     @property
@@ -146,6 +212,12 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only: no write lock on SQLite, no BEGIN/COMMIT on PostgreSQL; writes raise."""
+        async with self.read_sessions() as session:
             yield session
 
     @asynccontextmanager

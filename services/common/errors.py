@@ -56,6 +56,10 @@ class AppError(Exception):
             "title": self.title.render(),
             "status": self.status,
             "detail": self.detail.render(**self.params),
+            # Both languages as extension members, so a service relaying a refusal (the approval saga
+            # showing why an offer refused) can keep it bilingual without asking twice.
+            "detail_zh": self.detail.zh.format(**self.params) if self.params else self.detail.zh,
+            "detail_en": self.detail.en.format(**self.params) if self.params else self.detail.en,
         }
         if instance:
             body["instance"] = instance

@@ -19,8 +19,11 @@ class ServiceSettings(BaseSettings):
     jwt_public_key: str = Field(default="", repr=False)
     jwt_issuer: str = JWT_ISSUER
     jwt_audience: str = JWT_AUDIENCE
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    # Connections kept open, and opened beyond them for a burst (closed again when it is over). Steady
+    # load above the kept ones made the pool open and close a PostgreSQL connection per few requests,
+    # each a server process to fork: keep enough. The sum, the most a process opens, is as before.
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
     sql_echo: bool = False
 
     @field_validator("jwt_public_key")

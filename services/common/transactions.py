@@ -2,6 +2,10 @@
 
 Handlers and services only flush. A POST with an Idempotency-Key stores its response in the
 same commit as its effect, so a retry replays the first answer and changes nothing.
+
+A handler that only reads asks for a `ReadSession` instead of a `DbSession`: its route then
+opens a read-only session (no write lock on SQLite, no BEGIN/COMMIT round trips on PostgreSQL)
+and has nothing to commit.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,9 +39,15 @@ def _caller_of(request: Request) -> str | None:
         return None  # the handler itself answers 401
 
 
+def _asks_for(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    return any(sub.call is call or _asks_for(sub, call) for sub in dependant.dependencies)
+
+
 class TransactionalRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
+        if _asks_for(self.dependant, read_session) and not _asks_for(self.dependant, request_session):
+            return self._read_only(handler)
 
         async def run_in_transaction(request: Request) -> Response:
             db: Database = request.app.state.db
@@ -85,10 +96,28 @@ class TransactionalRoute(APIRoute):
 
         return run_in_transaction
 
+    @staticmethod
+    def _read_only(handler: Handler) -> Handler:
+        async def run_read_only(request: Request) -> Response:
+            db: Database = request.app.state.db
+            async with db.read_session() as session:
+                request.state.session = session
+                return await handler(request)
 
-def request_session(request: Request) -> AsyncSession:
+        return run_read_only
+
+
+# Both are `async def` though they never await: FastAPI runs a plain `def` dependency in its threadpool,
+# a hop that under load waits for the GIL behind the event loop.
+async def request_session(request: Request) -> AsyncSession:
+    session: AsyncSession = request.state.session
+    return session
+
+
+async def read_session(request: Request) -> AsyncSession:
     session: AsyncSession = request.state.session
     return session
 
 
 DbSession = Annotated[AsyncSession, Depends(request_session)]
+ReadSession = Annotated[AsyncSession, Depends(read_session)]

@@ -124,6 +124,23 @@ class UpstreamError(Exception):
     """An upstream did not give a usable answer; the caller logs and retries."""
 
 
+class TransientUpstreamError(UpstreamError):
+    """A timeout, a refused connection or a 5xx: the same idempotent call may be tried again."""
+
+
+class UpstreamRefused(Exception):
+    """A business refusal (a 4xx other than 401): trying again would not help.
+
+    `detail_zh` / `detail_en` are the upstream's problem detail; both hold the same text unless the
+    upstream sent both languages (`detail_zh`, `detail_en` members of its problem+json)."""
+
+    def __init__(self, status: int, detail_zh: str, detail_en: str) -> None:
+        super().__init__(f"{status}: {detail_en}")
+        self.status = status
+        self.detail_zh = detail_zh
+        self.detail_en = detail_en
+
+
 # --- service credentials --------------------------------------------------------------------------
 
 class TokenSource(Protocol):
@@ -227,6 +244,65 @@ class FeedClient:
         raise UpstreamError(f"{self.name} feed refused the service token")
 
 
+class HoldsClient:
+    """The internal endpoints of needs and offers that the approval saga and deliveries call.
+
+    Every call is idempotent by match id (reserve, commit and release) or cumulative (delivered), so a
+    call whose answer was lost may be sent again. 2xx → the answer; 401 → one fresh token, then a
+    transient error; other 4xx → UpstreamRefused; 5xx, timeouts, connection errors → TransientUpstreamError.
+    """
+
+    def __init__(self, name: str, client: httpx.AsyncClient, tokens: TokenSource, path: str, hold: str) -> None:
+        self.name = name
+        self._client = client
+        self._tokens = tokens
+        self._path = path  # /internal/offers or /internal/needs
+        self._hold = hold  # reservations or commitments
+
+    async def hold(self, entity_id: uuid.UUID, match_id: uuid.UUID, quantity: Decimal) -> dict[str, Any]:
+        return await self._post(f"{self._path}/{entity_id}/{self._hold}", {"match_id": str(match_id), "quantity": str(quantity)})
+
+    async def release(self, entity_id: uuid.UUID, match_id: uuid.UUID) -> dict[str, Any]:
+        return await self._post(f"{self._path}/{entity_id}/{self._hold}/{match_id}/release", None)
+
+    async def delivered(self, entity_id: uuid.UUID, match_id: uuid.UUID, total: Decimal) -> dict[str, Any]:
+        return await self._post(f"{self._path}/{entity_id}/{self._hold}/{match_id}/delivered", {"delivered_total": str(total)})
+
+    async def _post(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        for attempt in range(2):
+            headers = {**_request_headers(), "authorization": f"Bearer {await self._tokens.token()}",
+                       "accept-language": "zh-CN"}
+            try:
+                response = await self._client.post(path, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                raise TransientUpstreamError(f"{self.name} unreachable: {type(exc).__name__}: {exc}") from exc
+            if response.status_code == 401 and attempt == 0:
+                self._tokens.invalidate()
+                continue
+            if response.status_code < 300:
+                try:
+                    answer: dict[str, Any] = response.json()
+                except ValueError as exc:
+                    raise TransientUpstreamError(f"{self.name} answered {path} with something else than JSON") from exc
+                return answer
+            if response.status_code >= 500 or response.status_code in (401, 403, 408, 429):
+                # 401/403: our credentials are wrong or expired; the worker tries again later, never a refusal.
+                raise TransientUpstreamError(f"{self.name} answered {response.status_code} to {path}")
+            raise _refusal(response)
+        raise TransientUpstreamError(f"{self.name} refused the service token")
+
+
+def _refusal(response: httpx.Response) -> UpstreamRefused:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
+    return UpstreamRefused(response.status_code, str(body.get("detail_zh") or detail), str(body.get("detail_en") or detail))
+
+
 class Clients:
     """The pooled HTTP clients of the matching service, opened in the lifespan and closed at shutdown."""
 
@@ -256,7 +332,15 @@ class Clients:
         )
         self.needs = FeedClient("needs", self.http["needs"], self.tokens)
         self.offers = FeedClient("offers", self.http["offers"], self.tokens)
+        self.reservations = HoldsClient("offers", self.http["offers"], self.tokens, "/internal/offers", "reservations")
+        self.commitments = HoldsClient("needs", self.http["needs"], self.tokens, "/internal/needs", "commitments")
+        # Organisations' webhooks: any URL, no base, never redirected, each call with its own timeout.
+        self.webhooks = httpx.AsyncClient(
+            transport=transports.get("webhooks"), timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            limits=limits, trust_env=False, follow_redirects=False,
+        )
 
     async def aclose(self) -> None:
         for client in self.http.values():
             await client.aclose()
+        await self.webhooks.aclose()

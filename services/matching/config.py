@@ -38,6 +38,31 @@ class MatchingSettings(ServiceSettings):
     # A run still "queued" or "running" without a heartbeat this long was interrupted (a crash): it is failed.
     run_stale_seconds: float = Field(default=120.0, gt=0)
 
+    # The approval saga: transient upstream failures (timeouts, 5xx, refused connections) are retried with
+    # exponential backoff and jitter, at most `saga_retry_attempts` times and `saga_retry_timeout_seconds` in
+    # all, within the request; what is still unfinished then is left to the worker. A saga being run holds a
+    # lease of `saga_lease_seconds`, renewed at every step: the worker resumes only sagas whose lease ran out.
+    saga_retry_attempts: int = Field(default=3, ge=1, le=20)
+    saga_retry_timeout_seconds: float = Field(default=8.0, gt=0, le=120)
+    saga_retry_wait_initial: float = Field(default=0.1, ge=0, le=10)
+    saga_retry_wait_max: float = Field(default=1.0, ge=0, le=60)
+    saga_retry_wait_jitter: float = Field(default=0.2, ge=0, le=10)
+    saga_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+    # The worker (in every process): resumes unfinished sagas at start-up and every interval, pushes
+    # deliveries the upstreams have not acknowledged yet, and sends webhooks.
+    worker_enabled: bool = True
+    worker_interval_seconds: float = Field(default=2.0, gt=0, le=300)
+    worker_batch_size: int = Field(default=50, ge=1, le=1000)
+
+    # Webhooks of organisations: each delivery is tried up to `webhook_max_attempts` times with exponential
+    # backoff from `webhook_backoff_seconds` (capped at an hour), each with this timeout.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # Webhooks to loopback or private addresses are refused unless this is set (a trusted test or intranet).
+    webhook_allow_private_hosts: bool = False
+
     @field_validator("needs_url", "offers_url", "gateway_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
@@ -14,8 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.db import utcnow
 from services.matching.models import (
     ACTIVE_RUN_STATUSES,
+    HOLDING_STATUSES,
+    SAGA_STATUSES,
+    Delivery,
     FeedCursor,
+    FollowUp,
     Match,
+    MatchEvent,
     MatchRun,
     MatchStatus,
     NeedRM,
@@ -209,8 +215,81 @@ async def quantities_in_flight(session: AsyncSession) -> tuple[dict[uuid.UUID, A
     return per_need, per_offer
 
 
+async def in_flight(session: AsyncSession, *, need_id: uuid.UUID, offer_id: uuid.UUID) -> tuple[Decimal, Decimal]:
+    """What matches being approved hold of this need and of this offer (not in the read models yet)."""
+    approving = Match.status == MatchStatus.APPROVING
+    need_held = await session.scalar(select(func.coalesce(func.sum(Match.quantity), 0)).where(approving, Match.need_id == need_id))
+    offer_held = await session.scalar(select(func.coalesce(func.sum(Match.quantity), 0)).where(approving, Match.offer_id == offer_id))
+    return _amount(need_held), _amount(offer_held)
+
+
+def _amount(value: Any) -> Decimal:
+    """A SUM over a Quantity column: NUMERIC on PostgreSQL, integer hundredths on SQLite."""
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, int):
+        return (Decimal(value) / 100).quantize(Decimal("0.01"))
+    return Decimal(value).quantize(Decimal("0.01"))
+
+
 async def get_match(session: AsyncSession, match_id: uuid.UUID) -> Match | None:
     return await session.get(Match, match_id)
+
+
+async def get_match_for_update(session: AsyncSession, match_id: uuid.UUID) -> Match | None:
+    """The match as committed now, locked until the transaction ends (PostgreSQL; SQLite's writer lock is whole)."""
+    return await session.get(Match, match_id, with_for_update=True, populate_existing=True)
+
+
+async def match_events(session: AsyncSession, match_id: uuid.UUID) -> list[MatchEvent]:
+    query = select(MatchEvent).where(MatchEvent.match_id == match_id).order_by(MatchEvent.created_at, MatchEvent.id)
+    return list((await session.scalars(query)).all())
+
+
+async def deliveries_of(session: AsyncSession, match_id: uuid.UUID) -> list[Delivery]:
+    query = select(Delivery).where(Delivery.match_id == match_id).order_by(Delivery.created_at, Delivery.id)
+    return list((await session.scalars(query)).all())
+
+
+async def follow_ups_of(session: AsyncSession, match_id: uuid.UUID) -> list[FollowUp]:
+    query = select(FollowUp).where(FollowUp.match_id == match_id).order_by(FollowUp.created_at, FollowUp.id)
+    return list((await session.scalars(query)).all())
+
+
+async def claim_saga(
+    session: AsyncSession, match_id: uuid.UUID, *, owner: str, now: datetime, lease_until: datetime
+) -> bool:
+    """Take over an unfinished saga whose lease ran out (or was never taken); False when someone holds it."""
+    result = await session.execute(
+        update(Match)
+        .where(
+            Match.id == match_id, Match.status.in_(SAGA_STATUSES),
+            or_(Match.saga_lease_until.is_(None), Match.saga_lease_until < now),
+        )
+        .values(saga_owner=owner, saga_lease_until=lease_until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def sagas_due(session: AsyncSession, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    query = (
+        select(Match.id)
+        .where(Match.status.in_(SAGA_STATUSES), or_(Match.saga_lease_until.is_(None), Match.saga_lease_until < now))
+        .order_by(Match.updated_at)
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def deliveries_unsynced(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
+    query = (
+        select(Match.id)
+        .where(Match.status.in_(HOLDING_STATUSES), Match.delivered > Match.delivery_synced)
+        .order_by(Match.updated_at)
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())
 
 
 async def list_matches(

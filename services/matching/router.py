@@ -7,30 +7,46 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import CORRECT_FIELDS, FieldError, ValidationFailed
 from services.common.http import MAX_PAGE, Page, etag_for
 from services.common.identity import CurrentUser
 from services.common.messages import Text, current_locale
-from services.common.transactions import DbSession, TransactionalRoute
+from services.common.transactions import DbSession, ReadSession, TransactionalRoute
 from services.common.vocabulary import RegionPrefix
-from services.matching import service
+from services.matching import lifecycle, notifications, repository, service, webhooks
 from services.matching.config import MatchingSettings
-from services.matching.models import Match, MatchRun, MatchStatus, RuleSetRow, Unmatched
+from services.matching.models import Match, MatchEvent, MatchRun, MatchStatus, RuleSetRow, Unmatched, Webhook
 from services.matching.readmodel import ReadModelCache
 from services.matching.runner import MatchRunner
+from services.matching.saga import Saga
+from services.matching.saga_route import SagaRoute
 from services.matching.schemas import (
     CandidateRead,
     CandidatesRead,
+    DeliveryCreate,
+    DeliveryRead,
+    FollowUpCreate,
+    FollowUpRead,
+    MatchCreate,
+    MatchDetailRead,
+    MatchEventRead,
     MatchFilters,
     MatchRead,
     MatchRunCreate,
     MatchRunRead,
+    NotificationRead,
+    ReasonBody,
     ReasonRead,
+    ReceiptCreate,
+    ReceiptRead,
     RuleExplanationRead,
     RuleSetRead,
     RuleSetUpdate,
     UnmatchedRead,
+    WebhookPut,
+    WebhookRead,
     quantity_of,
 )
 from services.matching.scoring import Candidate, RuleExplanation
@@ -39,6 +55,11 @@ candidates = APIRouter(route_class=TransactionalRoute, prefix="/api/candidates",
 rulesets = APIRouter(route_class=TransactionalRoute, prefix="/api/rulesets", tags=["rulesets"])
 runs = APIRouter(route_class=TransactionalRoute, prefix="/api/match-runs", tags=["match-runs"])
 matches = APIRouter(route_class=TransactionalRoute, prefix="/api/matches", tags=["matches"])
+# approve and cancel run a saga that commits step by step: their Idempotency-Key has an in-progress marker.
+match_sagas = APIRouter(route_class=SagaRoute, prefix="/api/matches", tags=["matches"])
+audit = APIRouter(route_class=TransactionalRoute, prefix="/api/audit", tags=["audit"])
+notifications_router = APIRouter(route_class=TransactionalRoute, prefix="/api/notifications", tags=["notifications"])
+webhooks_router = APIRouter(route_class=TransactionalRoute, prefix="/api/webhooks", tags=["webhooks"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 CursorParam = Annotated[str | None, Query(max_length=500)]
@@ -59,7 +80,21 @@ def _settings(request: Request) -> MatchingSettings:
     return settings
 
 
+def _saga(request: Request) -> Saga:
+    saga: Saga = request.app.state.saga
+    return saga
+
+
+SagaDep = Annotated[Saga, Depends(_saga)]
 Cache = Annotated[ReadModelCache, Depends(_cache)]
+
+
+async def _refresh_before_session(cache: ReadModelCache, session: AsyncSession) -> None:
+    """Catch the cache up, unless the request's session has begun already (an Idempotency-Key was looked up):
+    on SQLite every transaction takes the write lock, so the refresh's own session would wait for the request's.
+    The feed sync refreshes the cache continually anyway; this only saves a request from a moment's lag."""
+    if not session.in_transaction():
+        await cache.refresh(force=False)
 Runner = Annotated[MatchRunner, Depends(_runner)]
 Settings = Annotated[MatchingSettings, Depends(_settings)]
 
@@ -92,12 +127,16 @@ async def get_current_ruleset(session: DbSession, _principal: CurrentUser, respo
 
 @rulesets.put("/current", response_model=RuleSetRead, summary="发布新版本规则 / Publish a new rule set version (admin)")
 async def put_current_ruleset(
-    data: RuleSetUpdate, session: DbSession, principal: CurrentUser, request: Request, response: Response
+    data: RuleSetUpdate, session: DbSession, principal: CurrentUser, request: Request, response: Response,
+    cache: Cache, background: BackgroundTasks,
 ) -> RuleSetRead:
     """整套规则成为新版本；If-Match 可选，给出时须为当前版本。The whole rule set becomes a new version;
     If-Match is optional and, when sent, must name the current version."""
     expected = _optional_version(request)
     row = await service.replace_ruleset(session, principal=principal, data=data, expected_version=expected)
+    # Candidates use the cache's rule set: forget it now, and again once committed (a refresh may read between).
+    cache.forget_ruleset()
+    background.add_task(cache.forget_ruleset)
     return _ruleset_read(row, response)
 
 
@@ -132,7 +171,7 @@ def _candidate_read(candidate: Candidate, cache: ReadModelCache, version: int) -
 
 @candidates.get("", response_model=CandidatesRead, summary="候选排序 / Ranked candidates")
 async def list_candidates(
-    session: DbSession,
+    session: ReadSession,
     principal: CurrentUser,
     cache: Cache,
     need_id: uuid.UUID | None = None,
@@ -146,8 +185,8 @@ async def list_candidates(
     if (need_id is None) == (offer_id is None):
         message = Text("need_id 与 offer_id 须且只须给出一个", "Give exactly one of need_id and offer_id")
         raise ValidationFailed(CORRECT_FIELDS, errors=[FieldError("need_id", message), FieldError("offer_id", message)])
-    ruleset_row = await service.current_ruleset(session)
-    ruleset = service.engine_ruleset(ruleset_row)
+    await _refresh_before_session(cache, session)
+    ruleset = await service.candidates_ruleset(cache, session)
     why_none = None
     if need_id is not None:
         found, rejection = await service.candidates_of_need(
@@ -220,13 +259,37 @@ async def list_unmatched(
 
 # --- matches --------------------------------------------------------------------------------------
 
-def match_read(match: Match) -> MatchRead:
-    return MatchRead(
+def _in_locale(zh: str | None, en: str | None) -> str | None:
+    return zh if current_locale.get() == "zh" or en is None else en
+
+
+def _match_fields(match: Match) -> dict[str, Any]:
+    receipt = None
+    if match.received is not None and match.received_at is not None:
+        receipt = ReceiptRead(quantity=match.received, satisfaction=match.satisfaction or 0, comment=match.receipt_comment,
+                              received_by=match.received_by or "", received_at=match.received_at)
+    return dict(
         id=match.id, run_id=match.run_id, need_id=match.need_id, offer_id=match.offer_id,
         organisation_id=match.organisation_id, village_code=match.village_code, region_code=match.region_code,
         quantity=match.quantity, unit=match.unit, score=match.score, explanation=_explanation(match.explanation),
-        ruleset_version=match.ruleset_version, status=MatchStatus(match.status), status_reason=match.status_reason,
+        ruleset_version=match.ruleset_version, status=MatchStatus(match.status),
+        status_reason=_in_locale(match.status_reason, match.status_reason_en), status_reason_zh=match.status_reason,
+        status_reason_en=match.status_reason_en, saga_step=match.saga_step, origin=match.origin, note=match.note,
+        delivered=match.delivered, receipt=receipt,
         version=match.version, created_by=match.created_by, created_at=match.created_at, updated_at=match.updated_at,
+    )
+
+
+def match_read(match: Match) -> MatchRead:
+    return MatchRead(**_match_fields(match))
+
+
+def event_read(row: MatchEvent) -> MatchEventRead:
+    return MatchEventRead(
+        id=row.id, match_id=row.match_id, village_code=row.village_code, organisation_id=row.organisation_id,
+        action=row.action, from_status=row.from_status, to_status=row.to_status, actor=row.actor,
+        actor_role=row.actor_role, changes=row.changes, reason=_in_locale(row.reason_zh, row.reason_en),
+        reason_zh=row.reason_zh, reason_en=row.reason_en, created_at=row.created_at,
     )
 
 
@@ -249,8 +312,184 @@ async def list_matches(
     return Page[MatchRead](items=[match_read(row) for row in rows], next_cursor=next_cursor)
 
 
-@matches.get("/{match_id}", response_model=MatchRead, summary="一条对接 / One match")
-async def get_match(match_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response) -> MatchRead:
+@matches.get("/{match_id}", response_model=MatchDetailRead, summary="一条对接及其经过 / One match, with its history")
+async def get_match(match_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response) -> MatchDetailRead:
+    """村干部、组织成员、辖区协调员都能看到状态、交付、回访和全部经过。
+    The village's officer, the organisation's members and the region's coordinators see its status,
+    deliveries, follow-ups and whole history."""
     match = await service.get_match(session, principal=principal, match_id=match_id)
     response.headers["ETag"] = etag_for(match.version)
+    return MatchDetailRead(
+        **_match_fields(match),
+        deliveries=[DeliveryRead.model_validate(row) for row in await repository.deliveries_of(session, match.id)],
+        follow_ups=[FollowUpRead.model_validate(row) for row in await repository.follow_ups_of(session, match.id)],
+        history=[event_read(row) for row in await repository.match_events(session, match.id)],
+    )
+
+
+@matches.post("", status_code=status.HTTP_201_CREATED, response_model=MatchRead,
+              summary="提议对接或认捐 / Propose a match, or pledge an offer")
+async def create_match(
+    data: MatchCreate, session: DbSession, principal: CurrentUser, cache: Cache, request: Request, response: Response
+) -> MatchRead:
+    """协调员（该村在其辖区内）提议，或组织成员以本组织的供给认捐 → `proposed`。硬性条件按读模型检查；数量不得超过
+    需求剩余与供给可用（否则 409）。
+
+    A coordinator whose region covers the village proposes, or an organisation member pledges their own offer →
+    `proposed`. Hard filters are checked against the read models; the quantity may not exceed the need's
+    remaining nor the offer's available (409 otherwise)."""
+    await _refresh_before_session(cache, session)
+    ruleset = service.engine_ruleset(await service.current_ruleset(session))
+    match = await lifecycle.propose(session, cache, principal=principal, data=data, ruleset=ruleset)
+    response.headers["Location"] = request.url_for("get_match", match_id=match.id).path
+    response.headers["ETag"] = etag_for(match.version)
     return match_read(match)
+
+
+@match_sagas.post("/{match_id}/approve", response_model=MatchRead,
+                  responses={202: {"model": MatchRead, "description": "Still approving: the worker finishes it"},
+                             409: {"description": "Failed (with the reason), or not approvable now"}},
+                  summary="批准对接（预留并承诺）/ Approve a match (reserve and commit)")
+async def approve_match(match_id: uuid.UUID, principal: CurrentUser, saga: SagaDep, response: Response) -> MatchRead:
+    """辖区协调员或管理员。先记为 approving，再在供给上预留、在需求上承诺（均以对接编号为幂等键）；被拒则释放已占用的并记为
+    failed（409，附原因）；上游暂时故障时重试，仍未完成则返回 202，由后台继续。
+
+    A coordinator of the region or an admin. `approving` is stored first; then the quantity is reserved on the
+    offer and committed to the need, both keyed by the match id. A refusal releases whatever was taken and ends
+    `failed` (409 with the reason); transient upstream failures are retried, and what is still unfinished is
+    answered 202 and finished by the worker."""
+    match = await saga.approve(principal=principal, match_id=match_id)
+    if match.status == MatchStatus.FAILED:
+        raise lifecycle.failed_error(match)
+    if match.status == MatchStatus.APPROVING:
+        response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["ETag"] = etag_for(match.version)
+    return match_read(match)
+
+
+@match_sagas.post("/{match_id}/cancel", response_model=MatchRead,
+                  responses={202: {"model": MatchRead, "description": "Still releasing: the worker finishes it"}},
+                  summary="取消对接 / Cancel a match")
+async def cancel_match(match_id: uuid.UUID, data: ReasonBody, principal: CurrentUser, saga: SagaDep, response: Response) -> MatchRead:
+    """协调员可取消提议中的或尚无交付的已批准对接（释放预留与承诺）；组织可撤回本组织尚未批准的认捐。
+
+    A coordinator cancels a proposed match, or an approved one with nothing delivered yet (its reservation and
+    commitment are released); an organisation may withdraw its own pledge before approval."""
+    match = await saga.cancel(principal=principal, match_id=match_id, reason=data.reason)
+    if match.status == MatchStatus.CANCELLING:
+        response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["ETag"] = etag_for(match.version)
+    return match_read(match)
+
+
+@matches.post("/{match_id}/reject", response_model=MatchRead, summary="驳回提议 / Reject a proposal")
+async def reject_match(match_id: uuid.UUID, data: ReasonBody, session: DbSession, principal: CurrentUser) -> MatchRead:
+    return match_read(await lifecycle.reject(session, principal=principal, match_id=match_id, reason=data.reason))
+
+
+@matches.post("/{match_id}/deliveries", status_code=status.HTTP_201_CREATED, response_model=MatchRead,
+              summary="登记交付 / Record a delivery")
+async def record_delivery(
+    match_id: uuid.UUID, data: DeliveryCreate, session: DbSession, principal: CurrentUser, saga: SagaDep,
+    background: BackgroundTasks,
+) -> MatchRead:
+    """提供方组织的成员；可分批，累计不超过批准数量。全部交付后状态为 delivered，等待村里确认。
+    Members of the giving organisation; partial deliveries add up to at most the approved quantity. Once all
+    of it is delivered the match is `delivered`, waiting for the village to confirm."""
+    match = await lifecycle.record_delivery(session, principal=principal, match_id=match_id, data=data)
+    # After the commit: offers and needs learn the cumulative total (the worker retries what does not get through).
+    background.add_task(saga.push_deliveries, match.id)
+    return match_read(match)
+
+
+@matches.get("/{match_id}/deliveries", response_model=list[DeliveryRead], summary="交付记录 / Deliveries")
+async def list_deliveries(match_id: uuid.UUID, session: DbSession, principal: CurrentUser) -> list[DeliveryRead]:
+    match = await service.get_match(session, principal=principal, match_id=match_id)
+    return [DeliveryRead.model_validate(row) for row in await repository.deliveries_of(session, match.id)]
+
+
+@matches.post("/{match_id}/receipt", response_model=MatchRead, summary="确认收货 / Confirm receipt")
+async def record_receipt(match_id: uuid.UUID, data: ReceiptCreate, session: DbSession, principal: CurrentUser) -> MatchRead:
+    """只有受助村的村干部。A delivered match, confirmed by the receiving village's officer only."""
+    return match_read(await lifecycle.record_receipt(session, principal=principal, match_id=match_id, data=data))
+
+
+@matches.post("/{match_id}/follow-ups", status_code=status.HTTP_201_CREATED, response_model=FollowUpRead,
+              summary="登记回访 / Record a follow-up visit")
+async def record_follow_up(match_id: uuid.UUID, data: FollowUpCreate, session: DbSession, principal: CurrentUser) -> FollowUpRead:
+    row = await lifecycle.record_follow_up(session, principal=principal, match_id=match_id, data=data)
+    return FollowUpRead.model_validate(row)
+
+
+@matches.get("/{match_id}/follow-ups", response_model=list[FollowUpRead], summary="回访记录 / Follow-up visits")
+async def list_follow_ups(match_id: uuid.UUID, session: DbSession, principal: CurrentUser) -> list[FollowUpRead]:
+    match = await service.get_match(session, principal=principal, match_id=match_id)
+    return [FollowUpRead.model_validate(row) for row in await repository.follow_ups_of(session, match.id)]
+
+
+@matches.get("/{match_id}/history", response_model=list[MatchEventRead], summary="对接的经过 / A match's history")
+async def match_history(match_id: uuid.UUID, session: DbSession, principal: CurrentUser) -> list[MatchEventRead]:
+    """每次状态变化：谁、何时、从何到何、改了什么、为什么。Every change: who, when, from → to, what changed and why."""
+    return [event_read(row) for row in await lifecycle.history(session, principal=principal, match_id=match_id)]
+
+
+# --- audit, notifications, webhooks ---------------------------------------------------------------
+
+@audit.get("", response_model=Page[MatchEventRead], summary="对接审计记录 / Audit trail of matches")
+async def list_audit(
+    session: DbSession, principal: CurrentUser, region: RegionPrefix | None = None, limit: Limit = 50,
+    cursor: CursorParam = None,
+) -> Page[MatchEventRead]:
+    """辖区协调员（及管理员）：辖区内对接的每一次变化，新的在前。Coordinators (their region) and admins."""
+    rows, next_cursor = await lifecycle.audit(session, principal=principal, region=region, limit=limit, cursor=cursor)
+    return Page[MatchEventRead](items=[event_read(row) for row in rows], next_cursor=next_cursor)
+
+
+@notifications_router.get("", response_model=Page[NotificationRead], summary="我的通知 / My notifications")
+async def list_notifications(
+    session: DbSession, principal: CurrentUser, limit: Limit = 50, cursor: CursorParam = None, unread: bool = False
+) -> Page[NotificationRead]:
+    """与我有关的事：本村需求的新提议、本组织认捐的结果、待确认的交付、辖区对接的批准与失败。
+    Events that concern the caller: a new proposal on their village's need, their organisation's pledge approved,
+    failed or rejected, a delivery to confirm, matches of their region approved or failed."""
+    items, next_cursor = await notifications.list_for(session, principal=principal, limit=limit, cursor=cursor,
+                                                      unread_only=unread)
+    return Page[NotificationRead](items=items, next_cursor=next_cursor)
+
+
+@notifications_router.post("/{notification_id}/read", response_model=NotificationRead, summary="标为已读 / Mark as read")
+async def read_notification(notification_id: uuid.UUID, session: DbSession, principal: CurrentUser) -> NotificationRead:
+    return await notifications.mark_read(session, principal=principal, notification_id=notification_id)
+
+
+def _webhook_read(row: Webhook, *, secret: str | None = None) -> WebhookRead:
+    return WebhookRead(organisation_id=row.organisation_id, url=row.url, created_at=row.created_at,
+                       updated_at=row.updated_at, secret=secret)
+
+
+@webhooks_router.put("/organisations/{organisation_id}", response_model=WebhookRead,
+                     summary="设置组织的 webhook / Set an organisation's webhook")
+async def put_webhook(
+    organisation_id: uuid.UUID, data: WebhookPut, session: DbSession, principal: CurrentUser, settings: Settings,
+    response: Response,
+) -> WebhookRead:
+    """该组织成员或管理员。返回签名密钥（仅此一次；再次 PUT 会换新密钥）。
+    Members of the organisation or an admin. The answer holds the signing secret, once (a new PUT rotates it)."""
+    row, created = await webhooks.put_webhook(session, principal=principal, organisation_id=organisation_id,
+                                              url=str(data.url), allow_private=settings.webhook_allow_private_hosts)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["Cache-Control"] = "no-store"
+    return _webhook_read(row, secret=row.secret)
+
+
+@webhooks_router.get("/organisations/{organisation_id}", response_model=WebhookRead,
+                     summary="组织的 webhook / An organisation's webhook")
+async def get_webhook(organisation_id: uuid.UUID, session: DbSession, principal: CurrentUser) -> WebhookRead:
+    return _webhook_read(await webhooks.get_webhook(session, principal=principal, organisation_id=organisation_id))
+
+
+@webhooks_router.delete("/organisations/{organisation_id}", status_code=status.HTTP_204_NO_CONTENT,
+                        summary="删除组织的 webhook / Remove an organisation's webhook")
+async def delete_webhook(organisation_id: uuid.UUID, session: DbSession, principal: CurrentUser) -> Response:
+    await webhooks.delete_webhook(session, principal=principal, organisation_id=organisation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

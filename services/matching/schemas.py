@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from services.common.vocabulary import AmountOut, RegionPrefix
+from services.common.vocabulary import MAX_QUANTITY, AmountOut, RegionPrefix
 from services.matching.models import MatchStatus, RunStatus
 from services.matching.rules import Parameters, Weights
 
@@ -124,6 +124,124 @@ class UnmatchedRead(BaseModel):
 
 # --- matches --------------------------------------------------------------------------------------
 
+Amount = Annotated[Decimal, Field(gt=0, le=MAX_QUANTITY, decimal_places=2)]
+Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+Note = Annotated[str, Field(max_length=4000)]
+
+
+class MatchCreate(BaseModel):
+    """A coordinator's proposal, or an organisation member's pledge of their own offer."""
+
+    model_config = _STRICT
+    need_id: uuid.UUID
+    offer_id: uuid.UUID
+    quantity: Amount
+    note: Note | None = None
+
+
+class ReasonBody(BaseModel):
+    model_config = _STRICT
+    reason: Reason
+
+
+class DeliveryCreate(BaseModel):
+    model_config = _STRICT
+    quantity: Amount
+    delivered_on: date
+    note: Note = ""
+
+
+class ReceiptCreate(BaseModel):
+    model_config = _STRICT
+    quantity: Annotated[Decimal, Field(ge=0, le=MAX_QUANTITY, decimal_places=2)]
+    satisfaction: Annotated[int, Field(ge=1, le=5)]
+    comment: Note = ""
+
+
+class FollowUpCreate(BaseModel):
+    model_config = _STRICT
+    visited_on: date
+    note: Annotated[str, Field(min_length=1, max_length=4000)]
+
+
+class DeliveryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    quantity: AmountOut
+    delivered_total: AmountOut
+    delivered_on: date
+    note: str
+    recorded_by: str
+    created_at: datetime
+
+
+class FollowUpRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    visited_on: date
+    note: str
+    recorded_by: str
+    created_at: datetime
+
+
+class ReceiptRead(BaseModel):
+    quantity: AmountOut
+    satisfaction: int
+    comment: str | None
+    received_by: str
+    received_at: datetime
+
+
+class MatchEventRead(BaseModel):
+    """One state change: who, when, from → to, what changed, and why (in the caller's language and both)."""
+
+    id: uuid.UUID
+    match_id: uuid.UUID
+    village_code: str
+    organisation_id: uuid.UUID
+    action: str
+    from_status: str | None
+    to_status: str | None
+    actor: str
+    actor_role: str
+    changes: dict[str, Any]
+    reason: str | None
+    reason_zh: str | None
+    reason_en: str | None
+    created_at: datetime
+
+
+class NotificationRead(BaseModel):
+    id: uuid.UUID
+    event: str
+    audience_kind: str
+    audience: str
+    match_id: uuid.UUID | None
+    title: str
+    title_zh: str
+    title_en: str
+    data: dict[str, Any]
+    read: bool
+    created_at: datetime
+
+
+class WebhookPut(BaseModel):
+    model_config = _STRICT
+    url: AnyHttpUrl = Field(description="http(s) URL that receives the organisation's events as signed JSON POSTs")
+
+
+class WebhookRead(BaseModel):
+    organisation_id: uuid.UUID
+    url: str
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = Field(
+        default=None,
+        description="The signing secret, shown only in the answer to the PUT that set it. Verify "
+                    "X-Duijie-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<body>' with this secret>",
+    )
+
+
 class MatchRead(BaseModel):
     id: uuid.UUID
     run_id: uuid.UUID | None
@@ -138,11 +256,26 @@ class MatchRead(BaseModel):
     explanation: list[RuleExplanationRead]
     ruleset_version: int
     status: MatchStatus
-    status_reason: str | None
+    status_reason: str | None = Field(description="Why it failed, was rejected or cancelled, in the caller's language")
+    status_reason_zh: str | None = None
+    status_reason_en: str | None = None
+    saga_step: str | None = Field(default=None, description="While approving or cancelling: the step under way")
+    origin: str = "run"
+    note: str | None = None
+    delivered: AmountOut = Decimal(0)
+    receipt: ReceiptRead | None = None
     version: int
     created_by: str
     created_at: datetime
     updated_at: datetime
+
+
+class MatchDetailRead(MatchRead):
+    """One match as its three parties see it: with its deliveries, follow-ups and history."""
+
+    deliveries: list[DeliveryRead] = Field(default_factory=list)
+    follow_ups: list[FollowUpRead] = Field(default_factory=list)
+    history: list[MatchEventRead] = Field(default_factory=list)
 
 
 class MatchFilters(BaseModel):

@@ -1,7 +1,9 @@
 """Candidate generation and scoring: which offers may serve which needs, and how well (DESIGN.md, "Matching by scored rules").
 
 Pure computation: no database, no HTTP. The matching service fills `NeedView`/`OfferView` from its read
-models, builds a `NeedTable` and an `OfferTable` once (columns as NumPy arrays), and asks for
+models, builds a `NeedTable` and an `OfferTable` once (columns as NumPy arrays; an offer change then makes a
+new table from the old with `OfferTable.with_offers`, equal to a rebuild at a small part of its cost; what
+depends only on a table and the pairings, their keys, is derived once per table), and asks for
 
 - `candidates_for_need` / `candidates_for_offer`: the top-k of one need or offer, each with its explanation;
 - `score_pairs`: every candidate pair of a region, as arrays, for the allocation (allocation.py);
@@ -75,6 +77,7 @@ _LEVEL_LENGTH: dict[int, int] = {spec: length for spec, length in enumerate(REGI
 _SPEC_OF_LENGTH: dict[int, int] = {length: spec for spec, length in _LEVEL_LENGTH.items()}
 _VILLAGE_DIGITS = REGION_LEVEL_LENGTHS[-1]
 _PREFIX_BITS = 40  # 10^12 < 2^40: a prefix of a 12-digit code fits below the block and level bits
+_BLOCKS = len(_KIND_UNIT_ID) * _CATEGORY_SLOTS
 _BRUTE_FORCE_PAIRS = 2_000_000  # below this many need×offer pairs in a block, one matrix product beats a tree
 
 
@@ -342,6 +345,10 @@ class OfferTable:
     radius_by_block: Mapping[int, IntArray]  # eligible offers with a radius, by block
     blocks: IntArray  # sorted blocks any eligible offer belongs to
     may_repeat: BoolArray  # several service regions, or regions and a radius: may reach a village twice
+    row_of: Mapping[str, int]  # offer id → row
+    block_count: IntArray  # eligible offers in each block (indexed by block)
+    # What is derived once per table and reused by every call (pairing keys); never part of the columns.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_views(cls, views: Sequence[OfferView]) -> OfferTable:
@@ -364,7 +371,10 @@ class OfferTable:
         blocks_of = _offer_blocks(kind_unit, categories)
         prefix_keys, prefix_offer = _prefix_index(eligible, blocks_of, region_ptr, region_code, region_spec)
         radius_by_block = _radius_index(eligible & ~np.isnan(radius), blocks_of)
-        all_blocks = [b for j in np.flatnonzero(eligible) for b in blocks_of[j]]
+        block_count = np.bincount(
+            np.asarray([b for j in np.flatnonzero(eligible).tolist() for b in blocks_of[j]], dtype=np.int64),
+            minlength=_BLOCKS,
+        )
         return cls(
             views=rows, kind_unit=kind_unit, categories=categories, active=active, eligible=eligible,
             available=available,
@@ -380,12 +390,97 @@ class OfferTable:
             skill_index=skill_index, skill_keys=skill_keys, skill_stride=stride,
             region_ptr=region_ptr, region_code=region_code, region_spec=region_spec,
             prefix_keys=prefix_keys, prefix_offer=prefix_offer, radius_by_block=radius_by_block,
-            blocks=np.unique(np.asarray(all_blocks, dtype=np.int64)),
-            may_repeat=(np.diff(region_ptr) + ~np.isnan(radius)) > 1,
+            blocks=np.flatnonzero(block_count), may_repeat=(np.diff(region_ptr) + ~np.isnan(radius)) > 1,
+            row_of={v.id: j for j, v in enumerate(rows)}, block_count=block_count,
         )
 
     def __len__(self) -> int:
         return len(self.views)
+
+    def with_offers(self, views: Iterable[OfferView]) -> OfferTable:
+        """This table with `views` in it: each replaces the row of its id, or is appended (in the order given).
+
+        The result equals `from_views` of the updated sequence (same rows in the same order, same index order),
+        but costs a few vectorised passes over the arrays instead of a Python pass over every offer: what an
+        offer change costs the candidates path. The table itself is not changed (others may be reading it).
+        """
+        latest = {view.id: view for view in views}
+        if not latest:
+            return self
+        n = len(self)
+        row_of = _with_keys(self.row_of, latest)
+        rows = np.fromiter((row_of[key] for key in latest), np.int64, len(latest))
+        small = OfferTable.from_views(tuple(latest.values()))
+        size = len(row_of)
+        changed = np.zeros(size, dtype=np.bool_)
+        changed[rows] = True
+
+        def put(old: Any, new: Any) -> Any:
+            out = np.empty((size, *old.shape[1:]), dtype=old.dtype)
+            out[:n] = old
+            out[rows] = new
+            return out
+
+        everything = list(self.views)
+        everything.extend([None] * (size - n))  # type: ignore[list-item]
+        for row, view in zip(rows.tolist(), latest.values(), strict=True):
+            everything[row] = view
+
+        organisations = _with_keys(self.organisations, small.organisations)
+        org_map = np.fromiter((organisations[o] for o in small.organisations), np.int64, len(small.organisations))
+        skill_index = _with_keys(self.skill_index, small.skill_index)
+        skill_map = np.fromiter((skill_index[s] for s in small.skill_index), np.int64, len(small.skill_index))
+        stride = max(len(skill_index), 1)
+        old_j, old_s = np.divmod(self.skill_keys, self.skill_stride)
+        keep = ~changed[old_j]
+        new_j, new_s = np.divmod(small.skill_keys, small.skill_stride)
+        # j * stride + s with s < stride orders keys by (j, s) whatever the stride: the kept keys stay sorted.
+        skill_keys = _insert_sorted(old_j[keep] * stride + old_s[keep], np.sort(rows[new_j] * stride + skill_map[new_s]))
+
+        region_ptr, region_code, region_spec = _splice_ranges(
+            self.region_ptr, (self.region_code, self.region_spec), small.region_ptr, (small.region_code, small.region_spec),
+            rows, size,
+        )
+        keep = ~changed[self.prefix_offer]
+        prefix_keys, prefix_offer = _merge_index(
+            self.prefix_keys[keep], self.prefix_offer[keep], small.prefix_keys, rows[small.prefix_offer]
+        )
+        by_block: dict[int, IntArray] = {}
+        for block in set(self.radius_by_block) | set(small.radius_by_block):
+            kept = self.radius_by_block.get(block, np.zeros(0, dtype=np.int64))
+            kept = kept[~changed[kept]]
+            added = np.sort(rows[small.radius_by_block.get(block, np.zeros(0, dtype=np.int64))])
+            merged = _insert_sorted(kept, added)
+            if merged.size:
+                by_block[block] = merged
+        # In the order a rebuild would meet the blocks (by their first row): pairs then come in the same order.
+        radius_by_block = {block: by_block[block] for block in sorted(by_block, key=lambda b: (int(by_block[b][0]), b))}
+        changed_old = rows[rows < n]
+        gone = _offer_blocks(self.kind_unit[changed_old], self.categories[changed_old])
+        block_count = self.block_count - np.bincount(
+            np.asarray([b for at, j in enumerate(changed_old.tolist()) if self.eligible[j] for b in gone[at]], dtype=np.int64),
+            minlength=_BLOCKS,
+        ) + small.block_count
+        organisation = put(self.organisation, org_map[small.organisation])
+        radius = put(self.radius_km, small.radius_km)
+        table = OfferTable(
+            views=tuple(everything), kind_unit=put(self.kind_unit, small.kind_unit),
+            categories=put(self.categories, small.categories), active=put(self.active, small.active),
+            eligible=put(self.eligible, small.eligible), available=put(self.available, small.available),
+            start=put(self.start, small.start), end=put(self.end, small.end), lat=put(self.lat, small.lat),
+            lon=put(self.lon, small.lon), xyz=put(self.xyz, small.xyz), radius_km=radius,
+            groups=put(self.groups, small.groups), restricts_groups=put(self.restricts_groups, small.restricts_groups),
+            grade=put(self.grade, small.grade), organisation=organisation, organisations=organisations,
+            skill_index=skill_index, skill_keys=skill_keys, skill_stride=stride,
+            region_ptr=region_ptr, region_code=region_code, region_spec=region_spec,
+            prefix_keys=prefix_keys, prefix_offer=prefix_offer, radius_by_block=radius_by_block,
+            blocks=np.flatnonzero(block_count), may_repeat=put(self.may_repeat, small.may_repeat),
+            row_of=row_of, block_count=block_count,
+        )
+        if len(organisations) == len(self.organisations):
+            # Same organisations, same indexes: what was derived from pairings still holds.
+            table.memo.update(self.memo)
+        return table
 
 
 def _category_mask(categories: Iterable[str]) -> int:
@@ -436,6 +531,80 @@ def _offer_blocks(kind_unit: IntArray, categories: IntArray) -> list[list[int]]:
         [ku * _CATEGORY_SLOTS + i for bit, i in bits if mask & bit] if ku >= 0 else []
         for ku, mask in zip(kind_unit.tolist(), categories.tolist(), strict=True)
     ]
+
+
+def _with_keys(index: Mapping[str, int], keys: Iterable[str]) -> Mapping[str, int]:
+    """`index` (never changed: tables share it) numbering also the keys it lacks, from len(index) on."""
+    missing = [key for key in keys if key not in index]
+    if not missing:
+        return index
+    grown = dict(index)
+    for key in missing:
+        grown.setdefault(key, len(grown))
+    return grown
+
+
+def _insert_sorted(kept: IntArray, added: IntArray) -> IntArray:
+    """Two sorted arrays of distinct values as one sorted array."""
+    if added.size == 0:
+        return kept
+    return np.insert(kept, np.searchsorted(kept, added), added)
+
+
+def _merge_index(keys: IntArray, owners: IntArray, new_keys: IntArray, new_owners: IntArray) -> tuple[IntArray, IntArray]:
+    """Entries sorted by (key, owner), as a stable sort of keys built in row order leaves them, plus new ones."""
+    if new_keys.size == 0:
+        return keys, owners
+    order = np.lexsort((new_owners, new_keys))
+    new_keys, new_owners = new_keys[order], new_owners[order]
+    lo = np.searchsorted(keys, new_keys, side="left")
+    hi = np.searchsorted(keys, new_keys, side="right")
+    at = lo.copy()
+    for t in np.flatnonzero(hi > lo).tolist():  # ties: place by owner among the entries of the same key
+        at[t] += int(np.searchsorted(owners[lo[t]:hi[t]], new_owners[t]))
+    return np.insert(keys, at, new_keys), np.insert(owners, at, new_owners)
+
+
+def _splice_ranges(
+    ptr: IntArray, columns: tuple[IntArray, ...], new_ptr: IntArray, new_columns: tuple[IntArray, ...],
+    rows: IntArray, size: int,
+) -> tuple[IntArray, ...]:
+    """CSR columns (entries of row j at ptr[j]:ptr[j + 1]) with the ranges of `rows` replaced by new ones."""
+    n = ptr.size - 1
+    new_counts = np.diff(new_ptr)
+    new_owner = np.repeat(np.arange(rows.size, dtype=np.int64), new_counts)
+    existing = rows < n
+    if np.array_equal(ptr[rows[existing] + 1] - ptr[rows[existing]], new_counts[existing]):
+        # The rows changed keep their number of entries (the common case): overwrite them in a copy.
+        appended = np.zeros(size - n, dtype=np.int64)
+        appended[rows[~existing] - n] = new_counts[~existing]
+        out_ptr = np.concatenate((ptr, ptr[-1] + np.cumsum(appended)))
+        new_at = out_ptr[rows[new_owner]] + np.arange(new_owner.size, dtype=np.int64) - new_ptr[new_owner]
+        grown: list[IntArray] = [out_ptr]
+        for column, new in zip(columns, new_columns, strict=True):
+            copy = np.empty(int(out_ptr[-1]), dtype=column.dtype)
+            copy[: column.size] = column
+            copy[new_at] = new
+            grown.append(copy)
+        return tuple(grown)
+    counts = np.zeros(size, dtype=np.int64)
+    counts[:n] = np.diff(ptr)
+    counts[rows] = new_counts
+    out_ptr = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(counts, out=out_ptr[1:])
+    owner = np.repeat(np.arange(ptr.size - 1, dtype=np.int64), np.diff(ptr))
+    replaced = np.zeros(size, dtype=np.bool_)
+    replaced[rows] = True
+    kept = np.flatnonzero(~replaced[owner])
+    old_at = out_ptr[owner[kept]] + kept - ptr[owner[kept]]
+    new_at = out_ptr[rows[new_owner]] + np.arange(new_owner.size, dtype=np.int64) - new_ptr[new_owner]
+    out: list[IntArray] = [out_ptr]
+    for old, new in zip(columns, new_columns, strict=True):
+        column = np.empty(int(out_ptr[-1]), dtype=old.dtype)
+        column[old_at] = old[kept]
+        column[new_at] = new
+        out.append(column)
+    return tuple(out)
 
 
 def _prefix_key(block: IntArray | int, spec: int, code: IntArray | int) -> Any:
@@ -724,6 +893,17 @@ class _Pairs:
 
 
 def _pairing_keys(offers: OfferTable, pairings: AbstractSet[tuple[str, str]]) -> IntArray:
+    """organisation index × 10^12 + village of each pairing, sorted; derived once per table and pairing set."""
+    cached = offers.memo.get("pairings")
+    if cached is not None and (cached[0] is pairings or cached[0] == pairings):
+        keys: IntArray = cached[1]
+        return keys
+    keys = _pairing_keys_of(offers, pairings)
+    offers.memo["pairings"] = (pairings, keys)
+    return keys
+
+
+def _pairing_keys_of(offers: OfferTable, pairings: AbstractSet[tuple[str, str]]) -> IntArray:
     keys = [
         offers.organisations[organisation] * 10**_VILLAGE_DIGITS + _village_int(village)
         for organisation, village in pairings

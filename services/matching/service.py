@@ -107,11 +107,24 @@ async def replace_ruleset(
 
 # --- candidates ---------------------------------------------------------------------------------
 
+async def candidates_ruleset(cache: ReadModelCache, session: AsyncSession) -> RuleSet:
+    """The current rule set: the cache's, loaded with the read models (no query per request), else read now.
+
+    Read only: when none is stored yet, version 1, the default rules, which is what `current_ruleset` seeds.
+    """
+    if cache.ruleset is not None:
+        return cache.ruleset
+    row = await repository.current_ruleset(session)
+    return engine_ruleset(row) if row is not None else DEFAULT_RULESET
+
+
 async def candidates_of_need(
     cache: ReadModelCache, *, principal: Principal, need_id: uuid.UUID, ruleset: RuleSet, limit: int
 ) -> tuple[list[Candidate], Rejection | None]:
-    """The best offers for a need its officer, its region's coordinator or an admin may look at."""
-    await cache.refresh(force=False)
+    """The best offers for a need its officer, its region's coordinator or an admin may look at.
+
+    The caller refreshes the cache first, before its request session touches the database: on SQLite a
+    refresh's own session would otherwise wait for the request's write lock (see router.list_candidates)."""
     need = cache.need(need_id)
     if need is None or (need.status == "draft" and not may_see_village(principal, need.village_code)):
         raise NotFound(NEED_NOT_FOUND)
@@ -130,7 +143,6 @@ async def candidates_of_offer(
     cache: ReadModelCache, *, principal: Principal, offer_id: uuid.UUID, ruleset: RuleSet, limit: int
 ) -> list[Candidate]:
     """The best needs for an offer: its organisation's members and admins see all, a coordinator those of their region."""
-    await cache.refresh(force=False)
     offer = cache.offer(offer_id)
     if offer is None:
         raise NotFound(OFFER_NOT_FOUND)

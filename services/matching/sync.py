@@ -160,7 +160,8 @@ class FeedSync:
             pause = self._interval
             try:
                 count = await self.sync_once(feed)
-                await self._cache.refresh()
+                if count:  # an idle poll leaves the cache alone: refreshing it 8 times a second took a CPU
+                    await self._cache.refresh()
                 if self.errors[feed]:
                     log.info("feed %s: reading again after %d failed polls", feed, self.errors[feed])
                 self.errors[feed] = 0

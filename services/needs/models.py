@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import TYPE_ANNOTATION_MAP, TimestampMixin, new_id, service_metadata
@@ -41,7 +42,10 @@ class Need(TimestampMixin, Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("committed >= 0 AND committed <= quantity", name="committed_within_quantity"),
         CheckConstraint("delivered >= 0 AND delivered <= committed", name="delivered_within_committed"),
-        Index("ix_needs_status_created", "status", "created_at"),
+        # Lists are newest first by (created_at, id), keyset-paged: with a status these walk the first
+        # index from the cursor on, without one (drafts hidden) the second; neither sorts the table.
+        Index("ix_needs_status_created_id", "status", "created_at", "id"),
+        Index("ix_needs_created_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -74,6 +78,11 @@ class Need(TimestampMixin, Base):
 
     def feed_data(self) -> dict[str, Any]:
         return need_feed_data({name: getattr(self, name) for name in FEED_FIELDS})
+
+
+# A need's columns as a plain row, as lists read them (see repository.list_needs), and their names in order.
+NeedRow = Row[Any]
+NEED_ROW_KEYS = tuple(column.key for column in Need.__table__.columns)
 
 
 FEED_FIELDS = (

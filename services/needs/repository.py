@@ -7,14 +7,23 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, literal, or_, select, true, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import Quantity, utcnow
-from services.needs.models import Commitment, CommitmentStatus, DuplicateStatus, DuplicateSuspicion, Need, NeedStatus
+from services.needs.models import (
+    Commitment,
+    CommitmentStatus,
+    DuplicateStatus,
+    DuplicateSuspicion,
+    Need,
+    NeedRow,
+    NeedStatus,
+)
 from services.needs.schemas import NeedFilters
 
 
@@ -36,13 +45,18 @@ async def add_needs(session: AsyncSession, needs: list[dict[str, Any]]) -> None:
         await session.execute(insert(Need.metadata.tables[Need.__tablename__]), needs)
 
 
+# Built once: constructing SQL expressions costs per request, and these never change.
+_NOT_DRAFT: ColumnElement[bool] = Need.status != NeedStatus.DRAFT
+_NEWEST_FIRST = (Need.created_at.desc(), Need.id.desc())
+
+
 def _draft_visibility(draft_prefix: str | None) -> ColumnElement[bool]:
     """Drafts show only inside `draft_prefix` ('' = everywhere, None = nowhere)."""
     if draft_prefix is None:
-        return Need.status != NeedStatus.DRAFT
+        return _NOT_DRAFT
     if draft_prefix == "":
         return true()
-    return or_(Need.status != NeedStatus.DRAFT, Need.village_code.startswith(draft_prefix, autoescape=True))
+    return or_(_NOT_DRAFT, Need.village_code.startswith(draft_prefix, autoescape=True))
 
 
 def _filter_clauses(filters: NeedFilters) -> list[ColumnElement[bool]]:
@@ -68,6 +82,32 @@ def _filter_clauses(filters: NeedFilters) -> list[ColumnElement[bool]]:
     return clauses
 
 
+# Lists read plain rows on the session's connection, past the ORM: its identity map, instance states
+# and result machinery cost more for a page of 50 than the query itself, and a list changes nothing.
+_SELECT_NEEDS = select(*Need.__table__.columns)  # in the order of NEED_ROW_KEYS
+_AFTER = tuple_(
+    bindparam("after_created_at", type_=Need.created_at.type), bindparam("after_id", type_=Need.id.type)
+)
+
+
+@lru_cache(maxsize=256)
+def _list_statement(
+    draft_prefix: str | None, filters: tuple[tuple[str, Any], ...], limit: int, paged: bool
+) -> Select[Any]:
+    """The list's statement for one set of filters, built once and then reused with only the cursor bound.
+
+    Building the expression and deriving its compile-cache key cost more than PostgreSQL's answer;
+    most requests ask for the same few lists. Bounded, since filters such as `q` are free text.
+    """
+    query = _SELECT_NEEDS.where(
+        _draft_visibility(draft_prefix), *_filter_clauses(NeedFilters.model_construct(**dict(filters)))
+    )
+    if paged:
+        # A row comparison, not (a < x OR (a = x AND b < y)): the index seeks straight to the cursor.
+        query = query.where(tuple_(Need.created_at, Need.id) < _AFTER)
+    return query.order_by(*_NEWEST_FIRST).limit(limit)
+
+
 async def list_needs(
     session: AsyncSession,
     filters: NeedFilters,
@@ -75,16 +115,12 @@ async def list_needs(
     draft_prefix: str | None,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
-) -> list[Need]:
+) -> list[NeedRow]:
     """Newest first, keyset-paginated on (created_at, id)."""
-    query = select(Need).where(_draft_visibility(draft_prefix), *_filter_clauses(filters))
-    if after is not None:
-        created_at, need_id = after
-        query = query.where(
-            or_(Need.created_at < created_at, and_(Need.created_at == created_at, Need.id < need_id))
-        )
-    query = query.order_by(Need.created_at.desc(), Need.id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
+    query = _list_statement(draft_prefix, tuple(filters), limit, after is not None)
+    parameters = {"after_created_at": after[0], "after_id": after[1]} if after is not None else {}
+    connection = await session.connection()
+    return list((await connection.execute(query, parameters)).all())
 
 
 async def add_to_committed(session: AsyncSession, need_id: uuid.UUID, quantity: Decimal) -> bool:
@@ -177,9 +213,22 @@ async def add_suspicions(session: AsyncSession, suspicions: list[dict[str, Any]]
         await session.execute(insert(DuplicateSuspicion.metadata.tables[DuplicateSuspicion.__tablename__]), suspicions)
 
 
-async def suspicions_of(session: AsyncSession, need_id: uuid.UUID, status: DuplicateStatus) -> list[DuplicateSuspicion]:
-    query = select(DuplicateSuspicion).where(DuplicateSuspicion.need_id == need_id, DuplicateSuspicion.status == status)
-    return list((await session.scalars(query.order_by(DuplicateSuspicion.similarity.desc()))).all())
+@dataclass(frozen=True, slots=True)
+class SuspectedDuplicate:
+    other_need_id: uuid.UUID
+    title: str
+    similarity: float
+
+
+async def suspected_duplicates_of(session: AsyncSession, need_id: uuid.UUID) -> list[SuspectedDuplicate]:
+    """The needs this one is still suspected to duplicate, most similar first, with their titles: one query."""
+    rows = await session.execute(
+        select(DuplicateSuspicion.other_need_id, func.coalesce(Need.title, ""), DuplicateSuspicion.similarity)
+        .outerjoin(Need, Need.id == DuplicateSuspicion.other_need_id)
+        .where(DuplicateSuspicion.need_id == need_id, DuplicateSuspicion.status == DuplicateStatus.SUSPECTED)
+        .order_by(DuplicateSuspicion.similarity.desc())
+    )
+    return [SuspectedDuplicate(*row) for row in rows]
 
 
 async def resolve_suspicions(session: AsyncSession, need_id: uuid.UUID, status: DuplicateStatus, by: str) -> None:

@@ -38,6 +38,7 @@ from services.needs.models import (
     CommitmentStatus,
     DuplicateStatus,
     Need,
+    NeedRow,
     NeedStatus,
     need_feed_data,
 )
@@ -135,7 +136,7 @@ async def get_need(session: AsyncSession, *, principal: Principal, need_id: uuid
 
 async def list_needs(
     session: AsyncSession, *, principal: Principal, filters: NeedFilters, limit: int, cursor: str | None
-) -> tuple[list[Need], str | None]:
+) -> tuple[list[NeedRow], str | None]:
     rows = await repository.list_needs(
         session, filters, draft_prefix=_draft_prefix(principal), limit=limit + 1, after=decode_keyset(cursor)
     )
@@ -384,10 +385,8 @@ async def possible_duplicates(session: AsyncSession, *, principal: Principal, ne
     """Shown to those who manage the need, until they decide."""
     if not can_manage(principal, need.village_code):
         return []
-    suspicions = await repository.suspicions_of(session, need.id, DuplicateStatus.SUSPECTED)
-    titles = await repository.titles_of(session, {suspicion.other_need_id for suspicion in suspicions})
-    return [PossibleDuplicate(need_id=s.other_need_id, title=titles.get(s.other_need_id, ""), similarity=s.similarity)
-            for s in suspicions]
+    return [PossibleDuplicate(need_id=s.other_need_id, title=s.title, similarity=s.similarity)
+            for s in await repository.suspected_duplicates_of(session, need.id)]
 
 
 async def decide_duplicate(
@@ -502,7 +501,7 @@ async def export_batches(
     """Pages of rows, each read in its own short transaction, so a large export never sits in memory."""
     after: Keyset | None = None
     while True:
-        async with db.session() as session:
+        async with db.read_session() as session:
             rows = await repository.list_needs(
                 session, filters, draft_prefix=_draft_prefix(principal), limit=batch, after=after
             )
@@ -512,7 +511,7 @@ async def export_batches(
         after = rows[-1].created_at, rows[-1].id
 
 
-def _export_row(need: Need, principal: Principal, locale: Locale) -> list[Any]:
+def _export_row(need: NeedRow, principal: Principal, locale: Locale) -> list[Any]:
     private = can_manage(principal, need.village_code)
 
     def label(labels: Mapping[Any, Text], code: str) -> str:
@@ -525,6 +524,6 @@ def _export_row(need: Need, principal: Principal, locale: Locale) -> list[Any]:
         need.needed_by.isoformat(), need.village_code, need.lat, need.lon, "、".join(need.skills),
         label(CHANNEL_LABELS, need.channel), need.requester_name, need.requester_phone if private else None,
         label(POSTED_STATUS_LABELS, NeedStatus.DRAFT if need.status == NeedStatus.DRAFT else NeedStatus.OPEN),
-        str(need.id), label(STATUS_LABELS, need.status), need.committed, need.delivered, need.remaining,
+        str(need.id), label(STATUS_LABELS, need.status), need.committed, need.delivered, need.quantity - need.committed,
         need.created_at.isoformat(timespec="seconds"),
     ]

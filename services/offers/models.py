@@ -53,6 +53,8 @@ class Organisation(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("grade IS NULL OR (grade >= 1 AND grade <= 5)", name="grade_1a_to_5a"),
         Index("ix_organisations_verified_created", "verified", "created_at"),
+        # The list is newest first by (created_at, id) with a visibility OR: walked, not sorted.
+        Index("ix_organisations_created_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -92,6 +94,8 @@ class Offer(TimestampMixin, Base):
         CheckConstraint("reserved + delivered <= quantity", name="reserved_and_delivered_within_quantity"),
         CheckConstraint("available_until >= available_from", name="available_in_order"),
         Index("ix_offers_status_created", "status", "created_at"),
+        # A list without a status (the default) is newest first by (created_at, id): walked, not sorted.
+        Index("ix_offers_created_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -169,7 +169,8 @@ async def matching_database_url(backend: str, matching_databases: TestDatabases)
 
 def matching_settings(database_url: str, tokens: Tokens, **overrides: Any) -> MatchingSettings:
     values: dict[str, Any] = {
-        "database_url": database_url, "jwt_public_key": tokens.public_pem, "sync_enabled": False,
+        # No background loops: tests sync feeds and run the worker's passes themselves, when they mean to.
+        "database_url": database_url, "jwt_public_key": tokens.public_pem, "sync_enabled": False, "worker_enabled": False,
         "needs_url": "http://needs", "offers_url": "http://offers", "gateway_url": "http://gateway", **overrides,
     }
     return MatchingSettings(**values)

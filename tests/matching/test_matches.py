@@ -39,7 +39,9 @@ async def test_each_person_sees_the_matches_that_concern_them(platform: Platform
     match_a = next(m for m in matches if m["need_id"] == made["na"])
     path = f"/api/matches/{match_a['id']}"
     own = await platform.matching.get(path, headers=tokens.officer(VILLAGE_A))
-    assert own.status_code == 200 and own.json() == match_a and own.headers["ETag"] == '"1"'
+    # One match shows what the list shows, plus its deliveries, follow-ups and history.
+    assert own.status_code == 200 and own.headers["ETag"] == '"1"'
+    assert {name: own.json()[name] for name in match_a} == match_a and own.json()["history"] == []
     assert (await platform.matching.get(path, headers=tokens.member(made["weak"]))).status_code == 200
     for stranger in (tokens.officer(VILLAGE_B), tokens.member(made["strong"]), tokens.coordinator("450123")):
         problem(await platform.matching.get(path, headers=stranger), 404)

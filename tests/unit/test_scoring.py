@@ -409,3 +409,116 @@ def test_offer_view_from_feed() -> None:
     view = OfferView.from_feed(feed, organisation_grade=5)
     assert view.available == 500000.0 and view.region_codes == ("4413",) and view.organisation_grade == 5
     assert view.available_until == date(2025, 12, 31) and view.beneficiary_groups == ("students",)
+
+
+# --- incremental offer tables ----------------------------------------------------------------------
+
+_COUNTIES = ("441302", "441303", "441322", "440113")
+_KIND_UNITS = (("goods", "kg"), ("funds", "CNY"), ("service", "person_day"), ("training", "trainee"))
+_CATEGORIES = ("disaster", "education", "health", "industry")
+_SKILLS = ("数控", "电焊", "急救", "ＣＮＣ 数控", "园艺")
+
+
+def _random_offer(rng: np.random.Generator, key: str, *, organisations: int = 6, skills: tuple[str, ...] = _SKILLS) -> OfferView:
+    county = str(rng.choice(_COUNTIES))
+    kind, unit = _KIND_UNITS[int(rng.integers(len(_KIND_UNITS)))]
+    area = int(rng.integers(5))
+    regions: tuple[str, ...] = ((county,), (county[:4],), (county, county[:4] + "99"), (), (f"{county}104",))[area]
+    groups = ((), ("general",), ("elderly",), ("children", "elderly"))[int(rng.integers(4))]
+    return OfferView(
+        id=key, organisation_id=f"org{int(rng.integers(organisations))}",
+        categories=tuple(dict.fromkeys(rng.choice(_CATEGORIES, size=int(rng.integers(1, 3))).tolist())),
+        kind=kind, unit=unit, available=float(rng.choice([0.0, 50.0, 600.0, 5000.0])),
+        status="active" if rng.random() < 0.9 else "withdrawn", region_codes=regions,
+        radius_km=float(rng.uniform(5, 80)) if area in (2, 3) else None,
+        lat=LAT + float(rng.normal(0, 0.2)), lon=LON + float(rng.normal(0, 0.2)),
+        available_from=TODAY - timedelta(days=int(rng.integers(0, 30))),
+        available_until=TODAY + timedelta(days=int(rng.integers(-5, 90))), beneficiary_groups=groups,
+        skills=tuple(rng.choice(skills, size=int(rng.integers(0, 3)), replace=False).tolist()),
+        organisation_grade=int(rng.integers(0, 6)) or None,
+    )
+
+
+def _random_need(rng: np.random.Generator, key: str) -> NeedView:
+    kind, unit = _KIND_UNITS[int(rng.integers(len(_KIND_UNITS)))]
+    county = str(rng.choice(_COUNTIES))
+    return need(
+        id=key, kind=kind, unit=unit, category=str(rng.choice(_CATEGORIES)),
+        village_code=f"{county}{int(rng.integers(103, 106)):03d}{int(rng.integers(200, 203)):03d}",
+        lat=LAT + float(rng.normal(0, 0.2)), lon=LON + float(rng.normal(0, 0.2)), urgency=int(rng.integers(1, 6)),
+        beneficiary_groups=(("elderly",), ("general",), ("children",))[int(rng.integers(3))],
+        skills=tuple(rng.choice(_SKILLS[:3], size=int(rng.integers(0, 2)), replace=False).tolist())
+        if kind in ("service", "training") else (),
+    )
+
+
+def _same_table(a: OfferTable, b: OfferTable) -> None:
+    """Equal as tables: the same rows, columns and index order; organisation and skill numbering may differ."""
+    assert a.views == b.views and dict(a.row_of) == dict(b.row_of)
+    for name in ("kind_unit", "categories", "active", "eligible", "available", "start", "end", "lat", "lon", "xyz",
+                 "radius_km", "groups", "restricts_groups", "grade", "region_ptr", "region_code", "region_spec",
+                 "prefix_keys", "prefix_offer", "blocks", "may_repeat", "block_count"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name
+    assert list(a.radius_by_block) == list(b.radius_by_block)
+    assert all(np.array_equal(a.radius_by_block[k], b.radius_by_block[k]) for k in a.radius_by_block)
+    names_a, names_b = list(a.organisations), list(b.organisations)
+    assert [names_a[i] for i in a.organisation] == [names_b[i] for i in b.organisation]
+
+    def skills(t: OfferTable) -> set[tuple[int, str]]:
+        names = list(t.skill_index)
+        return {(int(k) // t.skill_stride, names[int(k) % t.skill_stride]) for k in t.skill_keys}
+
+    assert skills(a) == skills(b)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_offer_table_updated_in_place_equals_a_rebuild(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    offers = {f"o{k:03d}": _random_offer(rng, f"o{k:03d}") for k in range(120)}
+    table = OfferTable.from_views(tuple(offers.values()))
+    pairings = frozenset({("org1", f"{_COUNTIES[0]}104201"), ("org7", f"{_COUNTIES[1]}105202")})
+    ctx = context(pairings=pairings)
+    needs = [_random_need(rng, f"n{k:02d}") for k in range(40)]
+    candidates_for_need(needs[0], table, ctx)  # fills the table's memo, which an update may carry over
+    for round_ in range(4):
+        changed = []
+        for key in rng.choice(sorted(offers), size=int(rng.integers(1, 15)), replace=False).tolist():
+            # changed offers, some of them of new organisations or with skills no offer had before
+            offers[key] = _random_offer(rng, key, organisations=9, skills=(*_SKILLS, f"技能{round_}"))
+            changed.append(offers[key])
+        for k in range(int(rng.integers(0, 4))):
+            key = f"new{round_}-{k}"
+            offers[key] = _random_offer(rng, key, organisations=9)
+            changed.append(offers[key])
+        table = table.with_offers(changed)
+        rebuilt = OfferTable.from_views(tuple(offers.values()))
+        _same_table(table, rebuilt)
+        for one in needs:
+            assert candidates_for_need(one, table, ctx, limit=20) == candidates_for_need(one, rebuilt, ctx, limit=20)
+            assert explain_rejection(one, table, ctx) == explain_rejection(one, rebuilt, ctx)
+        a, b = score_pairs(NeedTable.from_views(needs), table, ctx), score_pairs(NeedTable.from_views(needs), rebuilt, ctx)
+        assert np.array_equal(a.need_idx, b.need_idx) and np.array_equal(a.offer_idx, b.offer_idx)
+        assert np.array_equal(a.score, b.score) and np.array_equal(a.level, b.level)
+        assert candidates_for_offer(2, NeedTable.from_views(needs), ctx, offers=table) == candidates_for_offer(
+            2, NeedTable.from_views(needs), ctx, offers=rebuilt
+        )
+
+
+def test_offer_table_update_leaves_the_old_table_as_it_was() -> None:
+    old = OfferTable.from_views([offer(), offer(id="o2", region_codes=("440113",))])
+    before = (old.available.copy(), old.prefix_keys.copy(), old.views)
+    new = old.with_offers([offer(available=0.0), offer(id="o3")])
+    assert [v.id for v in new.views] == ["o1", "o2", "o3"] and new.available[0] == 0.0
+    assert np.array_equal(old.available, before[0]) and np.array_equal(old.prefix_keys, before[1]) and old.views == before[2]
+    assert [c.offer_id for c in candidates_for_need(need(), new, context())] == ["o3"]
+    assert [c.offer_id for c in candidates_for_need(need(), old, context())] == ["o1"]
+    assert old.with_offers([]) is old
+
+
+def test_pairing_keys_follow_the_pairings_given() -> None:
+    table = OfferTable.from_views([offer()])
+    unpaired = candidates_for_need(need(), table, context())
+    paired = candidates_for_need(need(), table, context(pairings=frozenset({("org1", VILLAGE)})))
+    assert unpaired[0].score < paired[0].score
+    assert candidates_for_need(need(), table, context()) == unpaired
