@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from services.common.db import UtcDateTime, utcnow
+from services.common.identity import acting_subject
 
 _PENDING = "duijie.outbox.pending"
 
@@ -33,15 +34,21 @@ class ChangeMixin:
     op: Mapped[str] = mapped_column(String(20))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # The audit trail: who made the change and why (the feed doubles as each entity's history).
+    actor: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 def record_change(
     session: AsyncSession, change_model: type[ChangeMixin], *, entity: str, entity_id: object, op: str,
-    data: dict[str, Any],
+    data: dict[str, Any], reason: str | None = None,
 ) -> None:
     """Queue a change for the feed; it is written by the same commit as the change itself."""
     pending: _Pending = session.sync_session.info.setdefault(_PENDING, _Pending(change_model))
-    pending.rows.append({"entity": entity, "entity_id": str(entity_id), "op": op, "data": data, "created_at": utcnow()})
+    pending.rows.append({
+        "entity": entity, "entity_id": str(entity_id), "op": op, "data": data, "created_at": utcnow(),
+        "actor": acting_subject.get(), "reason": reason,
+    })
 
 
 class _Pending:
@@ -84,6 +91,8 @@ class ChangeRead(BaseModel):
     op: str
     data: dict[str, Any]
     created_at: datetime
+    actor: str | None = None
+    reason: str | None = None
 
 
 class ChangePage(BaseModel):
@@ -101,3 +110,39 @@ async def read_changes(
     ).all()
     items = [ChangeRead.model_validate(row, from_attributes=True) for row in rows]
     return ChangePage(items=items, last_seq=items[-1].seq if items else after)
+
+
+# --- an entity's history, read from its feed entries ------------------------------------------------
+
+class HistoryEntry(BaseModel):
+    seq: int
+    at: datetime
+    op: str
+    actor: str | None
+    reason: str | None
+    changes: dict[str, list[Any]]  # field → [before, after]; on creation, before is null
+
+
+async def entity_history(
+    session: AsyncSession, change_model: type[ChangeMixin], *, entity: str, entity_id: object
+) -> list[HistoryEntry]:
+    """Who changed what, when and why: consecutive snapshots of one entity, compared field by field."""
+    rows = (
+        await session.scalars(
+            select(change_model)
+            .where(change_model.entity == entity, change_model.entity_id == str(entity_id))
+            .order_by(change_model.seq)
+        )
+    ).all()
+    history: list[HistoryEntry] = []
+    before: dict[str, Any] = {}
+    for row in rows:
+        changed = {key: [before.get(key), value] for key, value in row.data.items()
+                   if key not in _UNTRACKED and before.get(key) != value}
+        history.append(HistoryEntry(seq=row.seq, at=row.created_at, op=row.op, actor=row.actor, reason=row.reason,
+                                    changes=changed))
+        before = row.data
+    return history
+
+
+_UNTRACKED = frozenset({"version", "created_at", "updated_at"})

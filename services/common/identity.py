@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -17,6 +18,9 @@ from services.common.errors import Forbidden, Unauthorized
 from services.common.messages import Text
 
 SIGNING_ALGORITHM = "EdDSA"
+
+# Who the request acts for, once its token is verified: the audit trail of every change names them.
+acting_subject: ContextVar[str | None] = ContextVar("acting_subject", default=None)
 
 
 class Role(StrEnum):
@@ -139,7 +143,9 @@ async def current_principal(request: Request) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier.verify(token)
+    principal = verifier.verify(token)
+    acting_subject.set(principal.subject)
+    return principal
 
 
 async def user_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

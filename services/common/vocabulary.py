@@ -70,6 +70,11 @@ SKILLED_KINDS = frozenset({Kind.SERVICE, Kind.TRAINING, Kind.EXPERTISE})
 MAX_QUANTITY = Decimal("1000000000000")  # 10^12: above any real project, below NUMERIC(18,2)'s reach
 CENT = Decimal("0.01")
 
+def amount_text(value: Decimal) -> str:
+    """One spelling of an amount, however it was computed or read back: '45.00'."""
+    return str(Decimal(value).quantize(CENT))
+
+
 # Amounts leave the API as strings with exactly two decimals: "45.00", never a float.
 AmountOut = Annotated[Decimal, PlainSerializer(lambda value: str(value.quantize(CENT)), return_type=str)]
 

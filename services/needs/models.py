@@ -16,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.common.db import TYPE_ANNOTATION_MAP, TimestampMixin, new_id, service_metadata
 from services.common.feeds import ChangeMixin
 from services.common.idempotency import IdempotencyRecordMixin
+from services.common.vocabulary import amount_text
 
 
 class Base(DeclarativeBase):
@@ -96,8 +97,8 @@ def need_feed_data(need: Mapping[str, Any]) -> dict[str, Any]:
     """What other services may read of a need (no requester's phone), from a row or its values."""
     return {
         **{name: need[name] for name in FEED_FIELDS},
-        "id": str(need["id"]), "quantity": str(need["quantity"]), "committed": str(need["committed"]),
-        "delivered": str(need["delivered"]), "beneficiary_groups": list(need["beneficiary_groups"]),
+        "id": str(need["id"]), "quantity": amount_text(need["quantity"]), "committed": amount_text(need["committed"]),
+        "delivered": amount_text(need["delivered"]), "beneficiary_groups": list(need["beneficiary_groups"]),
         "skills": list(need["skills"]), "needed_by": need["needed_by"].isoformat(),
         "status": str(need["status"]), "created_at": need["created_at"].isoformat(),
     }

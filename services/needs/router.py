@@ -13,6 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import spreadsheets as sheets
+from services.common.feeds import HistoryEntry
 from services.common.http import MAX_PAGE, Page, etag_for, required_version
 from services.common.identity import CurrentUser, Principal, ServiceCaller
 from services.common.messages import current_locale
@@ -22,6 +23,7 @@ from services.needs import service
 from services.needs.models import NEED_ROW_KEYS, Commitment, DuplicateStatus, Need, NeedRow, NeedStatus
 from services.needs.schemas import (
     NEED_COLUMNS,
+    ActionReason,
     CommitmentCreate,
     CommitmentRead,
     DeliveryRecord,
@@ -208,17 +210,29 @@ async def update_need(
 
 
 @router.post("/{need_id}/close", response_model=NeedRead)
-async def close_need(need_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response) -> NeedRead:
-    need = await service.close_need(session, principal=principal, need_id=need_id)
+async def close_need(
+    need_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response, data: ActionReason | None = None
+) -> NeedRead:
+    """Stop taking offers (with an optional reason, kept in the history). 关闭需求。"""
+    need = await service.close_need(session, principal=principal, need_id=need_id, reason=data.reason if data else None)
     _with_etag(response, need)
     return need_read(need, principal)
 
 
 @router.post("/{need_id}/cancel", response_model=NeedRead)
-async def cancel_need(need_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response) -> NeedRead:
-    need = await service.cancel_need(session, principal=principal, need_id=need_id)
+async def cancel_need(
+    need_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response, data: ActionReason | None = None
+) -> NeedRead:
+    """Withdraw the need (with an optional reason, kept in the history). 撤销需求。"""
+    need = await service.cancel_need(session, principal=principal, need_id=need_id, reason=data.reason if data else None)
     _with_etag(response, need)
     return need_read(need, principal)
+
+
+@router.get("/{need_id}/history", response_model=list[HistoryEntry])
+async def need_history(need_id: uuid.UUID, session: ReadSession, principal: CurrentUser) -> list[HistoryEntry]:
+    """Who changed what, when and why: the officer of the village, coordinators of its region, admins. 变更记录。"""
+    return await service.need_history(session, principal=principal, need_id=need_id)
 
 
 # --- internal: commitments keyed by match id (service credentials only) -------------------

@@ -160,6 +160,13 @@ class NeedRead(BaseModel):
     )
 
 
+class ActionReason(BaseModel):
+    """Why a need is closed or cancelled: kept in its history."""
+
+    model_config = _STRICT
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
 class PossibleDuplicate(BaseModel):
     need_id: uuid.UUID
     title: str

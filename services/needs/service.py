@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common import spreadsheets as sheets
 from services.common.db import Database, new_id, utcnow
 from services.common.errors import Conflict, Forbidden, NotFound, field_errors_from_pydantic, invalid_field
-from services.common.feeds import record_change
+from services.common.feeds import HistoryEntry, entity_history, record_change
 from services.common.http import Keyset, check_version, decode_keyset, keyset_page
 from services.common.identity import Principal, Role
 from services.common.messages import Locale, Text
@@ -92,8 +92,12 @@ def _draft_prefix(principal: Principal) -> str | None:
 
 # --- needs --------------------------------------------------------------------------------
 
-def _publish(session: AsyncSession, need: Need, op: str) -> None:
-    record_change(session, Change, entity="need", entity_id=need.id, op=op, data=need.feed_data())
+def _publish(session: AsyncSession, need: Need, op: str, *, reason: str | None = None) -> None:
+    record_change(session, Change, entity="need", entity_id=need.id, op=op, data=need.feed_data(), reason=reason)
+
+
+def _for_match(match_id: uuid.UUID) -> str:
+    return f"match {match_id}"
 
 
 def _new_need_values(data: NeedCreate, principal: Principal) -> dict[str, Any]:
@@ -125,6 +129,12 @@ async def create_need(session: AsyncSession, *, principal: Principal, data: Need
     await repository.add_suspicions(session, [_suspicion(values, other, similarity) for other, similarity in resembled])
     _publish(session, need, "created")
     return need
+
+
+async def need_history(session: AsyncSession, *, principal: Principal, need_id: uuid.UUID) -> list[HistoryEntry]:
+    """Every change of the need — who, when, what and why — for its officer, its region's coordinators and admins."""
+    need = await _editable_need(session, principal, need_id)
+    return await entity_history(session, Change, entity="need", entity_id=need.id)
 
 
 async def get_need(session: AsyncSession, *, principal: Principal, need_id: uuid.UUID) -> Need:
@@ -199,17 +209,21 @@ def _check_update_keeps_commitments(need: Need, changes: dict[str, object]) -> N
         )
 
 
-async def close_need(session: AsyncSession, *, principal: Principal, need_id: uuid.UUID) -> Need:
+async def close_need(
+    session: AsyncSession, *, principal: Principal, need_id: uuid.UUID, reason: str | None = None
+) -> Need:
     """Stop taking offers; what is already committed still arrives."""
     need = await _editable_need(session, principal, need_id)
     _ensure_status(need, EDITABLE, Text("关闭", "closed"))
     need.status, need.version = NeedStatus.CLOSED, need.version + 1
     await session.flush()
-    _publish(session, need, "closed")
+    _publish(session, need, "closed", reason=reason)
     return need
 
 
-async def cancel_need(session: AsyncSession, *, principal: Principal, need_id: uuid.UUID) -> Need:
+async def cancel_need(
+    session: AsyncSession, *, principal: Principal, need_id: uuid.UUID, reason: str | None = None
+) -> Need:
     need = await _editable_need(session, principal, need_id)
     _ensure_status(need, EDITABLE, Text("撤销", "cancelled"))
     if await repository.count_active_commitments(session, need.id):
@@ -219,7 +233,7 @@ async def cancel_need(session: AsyncSession, *, principal: Principal, need_id: u
         )
     need.status, need.version = NeedStatus.CANCELLED, need.version + 1
     await session.flush()
-    _publish(session, need, "cancelled")
+    _publish(session, need, "cancelled", reason=reason)
     return need
 
 
@@ -262,7 +276,7 @@ async def commit(session: AsyncSession, *, need_id: uuid.UUID, data: CommitmentC
         return _same_commitment(existing, need_id, data.quantity)
     if not await repository.add_to_committed(session, need_id, data.quantity):
         raise await _refusal_reason(session, need_id, data.quantity)
-    await _publish_after_write(session, need_id, "committed")
+    await _publish_after_write(session, need_id, "committed", reason=_for_match(data.match_id))
     return commitment
 
 
@@ -277,7 +291,7 @@ async def release(session: AsyncSession, *, need_id: uuid.UUID, match_id: uuid.U
         await repository.subtract_from_committed(session, need_id, commitment.quantity - commitment.delivered)
         commitment.status = CommitmentStatus.RELEASED
         await session.flush()
-        await _publish_after_write(session, need_id, "released")
+        await _publish_after_write(session, need_id, "released", reason=_for_match(match_id))
     return commitment
 
 
@@ -320,14 +334,14 @@ async def record_delivered(
     if need.delivered >= need.quantity and need.status in (NeedStatus.OPEN, NeedStatus.CLOSED):
         need.status = NeedStatus.FULFILLED
         await session.flush()
-    _publish(session, need, "delivered")
+    _publish(session, need, "delivered", reason=_for_match(commitment.match_id))
     return commitment
 
 
-async def _publish_after_write(session: AsyncSession, need_id: uuid.UUID, op: str) -> None:
+async def _publish_after_write(session: AsyncSession, need_id: uuid.UUID, op: str, *, reason: str) -> None:
     need = await repository.get_need(session, need_id, refresh=True)
     assert need is not None
-    _publish(session, need, op)
+    _publish(session, need, op, reason=reason)
 
 
 async def need_remaining(session: AsyncSession, need_id: uuid.UUID) -> Decimal:
@@ -395,7 +409,8 @@ async def decide_duplicate(
     """The officer keeps both needs (`distinct`) or withdraws this one (`withdraw` cancels it)."""
     need = await _editable_need(session, principal, need_id)
     if decision.decision == "withdraw":
-        need = await cancel_need(session, principal=principal, need_id=need_id)
+        need = await cancel_need(session, principal=principal, need_id=need_id,
+                                 reason=Text("重复的需求", "a duplicate need").render())
     status = DuplicateStatus.WITHDRAWN if decision.decision == "withdraw" else DuplicateStatus.DISTINCT
     await repository.resolve_suspicions(session, need.id, status, principal.subject)
     return need

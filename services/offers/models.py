@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.common.db import TYPE_ANNOTATION_MAP, TimestampMixin, new_id, service_metadata
 from services.common.feeds import ChangeMixin
 from services.common.idempotency import IdempotencyRecordMixin
+from services.common.vocabulary import amount_text
 
 
 class Base(DeclarativeBase):
@@ -129,8 +130,9 @@ class Offer(TimestampMixin, Base):
         return {
             "id": str(self.id), "organisation_id": str(self.organisation_id), "title": self.title,
             "categories": list(self.categories), "kind": self.kind, "unit": self.unit,
-            "quantity": str(self.quantity), "reserved": str(self.reserved), "delivered": str(self.delivered),
-            "available": str(self.available), "region_codes": list(self.region_codes), "radius_km": self.radius_km,
+            "quantity": amount_text(self.quantity), "reserved": amount_text(self.reserved),
+            "delivered": amount_text(self.delivered), "available": amount_text(self.available),
+            "region_codes": list(self.region_codes), "radius_km": self.radius_km,
             "lat": self.lat, "lon": self.lon, "available_from": self.available_from.isoformat(),
             "available_until": self.available_until.isoformat(), "beneficiary_groups": list(self.beneficiary_groups),
             "skills": list(self.skills), "status": self.status, "version": self.version,

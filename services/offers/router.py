@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.datastructures import URL
 
+from services.common.feeds import HistoryEntry
 from services.common.http import MAX_PAGE, Page, etag_for, required_version
 from services.common.identity import CurrentUser, Principal, ServiceCaller
 from services.common.transactions import DbSession, TransactionalRoute
@@ -15,6 +16,7 @@ from services.common.vocabulary import Category, Kind, RegionPrefix, VillageCode
 from services.offers import service
 from services.offers.models import Offer, OfferStatus, Organisation, OrgType, Pairing, PairingStatus, Reservation
 from services.offers.schemas import (
+    ActionReason,
     ContactRead,
     DeliveryRecord,
     OfferCreate,
@@ -170,10 +172,19 @@ async def update_offer(
 
 
 @offers.post("/{offer_id}/withdraw", response_model=OfferRead)
-async def withdraw_offer(offer_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response) -> OfferRead:
-    offer = await service.withdraw_offer(session, principal=principal, offer_id=offer_id)
+async def withdraw_offer(
+    offer_id: uuid.UUID, session: DbSession, principal: CurrentUser, response: Response, data: ActionReason | None = None
+) -> OfferRead:
+    """No new reservations, for good (with an optional reason, kept in the history). 撤回供给。"""
+    offer = await service.withdraw_offer(session, principal=principal, offer_id=offer_id, reason=data.reason if data else None)
     _with_etag(response, offer)
     return OfferRead.model_validate(offer)
+
+
+@offers.get("/{offer_id}/history", response_model=list[HistoryEntry])
+async def offer_history(offer_id: uuid.UUID, session: DbSession, principal: CurrentUser) -> list[HistoryEntry]:
+    """Who changed what, when and why: the organisation's members, coordinators governing it, admins. 变更记录。"""
+    return await service.offer_history(session, principal=principal, offer_id=offer_id)
 
 
 # --- pairings (结对帮扶) ------------------------------------------------------------------------------

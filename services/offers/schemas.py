@@ -338,6 +338,13 @@ class PairingFilters(BaseModel):
     status: PairingStatus | None = None
 
 
+class ActionReason(BaseModel):
+    """Why an offer is withdrawn: kept in its history."""
+
+    model_config = _STRICT
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
 # --- internal: reservations, keyed by match id ---------------------------------------------------
 
 class ReservationCreate(BaseModel):

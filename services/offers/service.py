@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import utcnow
 from services.common.errors import CORRECT_FIELDS, Conflict, FieldError, Forbidden, NotFound, ValidationFailed, invalid_field
-from services.common.feeds import record_change
+from services.common.feeds import HistoryEntry, entity_history, record_change
 from services.common.http import check_version, decode_keyset, keyset_page
 from services.common.identity import Principal, Role
 from services.common.messages import Text
@@ -94,8 +94,14 @@ def _ensure_speaks_for(principal: Principal, organisation: Organisation) -> None
 
 # --- pages ----------------------------------------------------------------------------------------
 
-def _publish(session: AsyncSession, entity: str, row: Organisation | Offer | Pairing, op: str) -> None:
-    record_change(session, Change, entity=entity, entity_id=row.id, op=op, data=row.feed_data())
+def _publish(
+    session: AsyncSession, entity: str, row: Organisation | Offer | Pairing, op: str, *, reason: str | None = None
+) -> None:
+    record_change(session, Change, entity=entity, entity_id=row.id, op=op, data=row.feed_data(), reason=reason)
+
+
+def _for_match(match_id: uuid.UUID) -> str:
+    return f"match {match_id}"
 
 
 def _unknown_organisation() -> ValidationFailed:
@@ -254,6 +260,12 @@ async def list_offers(
     return keyset_page(rows, limit)
 
 
+async def offer_history(session: AsyncSession, *, principal: Principal, offer_id: uuid.UUID) -> list[HistoryEntry]:
+    """Every change of the offer — who, when, what and why — for its organisation and the coordinators governing it."""
+    offer = await _managed_offer(session, principal, offer_id)
+    return await entity_history(session, Change, entity="offer", entity_id=offer.id)
+
+
 async def _managed_offer(session: AsyncSession, principal: Principal, offer_id: uuid.UUID) -> Offer:
     offer = await get_offer(session, offer_id=offer_id)
     organisation = await repository.get_organisation(session, offer.organisation_id)
@@ -315,13 +327,15 @@ def _check_update_keeps_reservations(offer: Offer, changes: dict[str, Any]) -> N
         )
 
 
-async def withdraw_offer(session: AsyncSession, *, principal: Principal, offer_id: uuid.UUID) -> Offer:
+async def withdraw_offer(
+    session: AsyncSession, *, principal: Principal, offer_id: uuid.UUID, reason: str | None = None
+) -> Offer:
     """Take no new reservations, for good; what is already reserved is still delivered."""
     offer = await _managed_offer(session, principal, offer_id)
     _ensure_status(offer, EDITABLE, Text("撤回", "withdrawn"))
     offer.status, offer.version = OfferStatus.WITHDRAWN, offer.version + 1
     await session.flush()
-    _publish(session, "offer", offer, "withdrawn")
+    _publish(session, "offer", offer, "withdrawn", reason=reason)
     return offer
 
 
@@ -365,7 +379,7 @@ async def reserve(session: AsyncSession, *, offer_id: uuid.UUID, data: Reservati
     # The guard lives in the UPDATE itself, so concurrent holds can never oversubscribe the offer.
     if not await repository.add_to_reserved(session, offer_id, data.quantity):
         raise await _refusal_reason(session, offer_id, data.quantity)
-    await _publish_after_write(session, offer_id, "reserved")
+    await _publish_after_write(session, offer_id, "reserved", reason=_for_match(data.match_id))
     return reservation
 
 
@@ -380,7 +394,7 @@ async def release(session: AsyncSession, *, offer_id: uuid.UUID, match_id: uuid.
         await repository.subtract_from_reserved(session, offer_id, reservation.quantity - reservation.delivered)
         reservation.status = ReservationStatus.RELEASED
         await session.flush()
-        await _publish_after_write(session, offer_id, "released")
+        await _publish_after_write(session, offer_id, "released", reason=_for_match(match_id))
     return reservation
 
 
@@ -423,14 +437,14 @@ async def record_delivered(
     if offer.delivered >= offer.quantity and offer.status in EDITABLE:
         offer.status = OfferStatus.EXHAUSTED
         await session.flush()
-    _publish(session, "offer", offer, "delivered")
+    _publish(session, "offer", offer, "delivered", reason=_for_match(reservation.match_id))
     return reservation
 
 
-async def _publish_after_write(session: AsyncSession, offer_id: uuid.UUID, op: str) -> None:
+async def _publish_after_write(session: AsyncSession, offer_id: uuid.UUID, op: str, *, reason: str) -> None:
     offer = await repository.get_offer(session, offer_id, refresh=True)
     assert offer is not None
-    _publish(session, "offer", offer, op)
+    _publish(session, "offer", offer, op, reason=reason)
 
 
 async def offer_available(session: AsyncSession, offer_id: uuid.UUID) -> Decimal:
