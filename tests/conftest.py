@@ -13,6 +13,11 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A run keeps a dozen apps alive at once, each with its pool: few idle connections each keeps the
+    # total under PostgreSQL's max_connections (100), while the overflow still serves the concurrency tests.
+    for service in ("NEEDS", "OFFERS", "MATCHING", "GATEWAY"):
+        os.environ.setdefault(f"DUIJIE_{service}_DB_POOL_SIZE", "4")
+        os.environ.setdefault(f"DUIJIE_{service}_DB_MAX_OVERFLOW", "26")
     if os.environ.get("DUIJIE_REQUIRE_PG") == "1" and not os.environ.get(PG_ENV):
         raise pytest.UsageError(f"DUIJIE_REQUIRE_PG=1 but {PG_ENV} is not set: the PostgreSQL run is required")
 
