@@ -7,10 +7,12 @@ API-shaped values with row-level errors, and rows back into streamed CSV or XLSX
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -94,6 +96,8 @@ def normalise_header(name: object) -> str:
 # --- cell parsers: each raises a bilingual error a person can act on --------------------------
 
 def as_text(cell: Cell) -> str:
+    if isinstance(cell, str):  # by far the commonest cell: first
+        return cell.strip()
     if isinstance(cell, float) and cell.is_integer():
         return str(int(cell))  # Excel stores 441302101001 as a number
     if isinstance(cell, datetime | date):
@@ -195,6 +199,20 @@ def choices(labels: Mapping[Any, Text]) -> Callable[[Cell], list[str]]:
 
 # --- reading ------------------------------------------------------------------------------------
 
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """For the synchronous parse and check of a large file. It makes millions of acyclic objects, and the
+    cyclic collector rescanning them again and again took ~40 % of a 100k-row import. Nothing else runs on
+    the event loop meanwhile, so no other request is affected; reference counting still frees memory."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def check_size(size: int) -> None:
     if size > MAX_UPLOAD_BYTES:
         raise FileTooLarge(
@@ -256,7 +274,8 @@ def parse_sheet(data: bytes, columns: Sequence[Column], *, export_only: Iterable
             raise ValidationFailed(
                 Text("一次最多导入 {n} 行，请拆分文件。", "At most {n} rows per file; split the file."), n=MAX_ROWS
             )
-        if all(as_text(cell) == "" for cell in cells):
+        cells = [_blank_is_none(cell) for cell in cells]
+        if all(cell is None for cell in cells):
             continue
         sheet.rows.append((number, _parse_row(number, cells, positions, sheet.errors)))
     if not sheet.rows and not sheet.errors:
@@ -284,12 +303,19 @@ def _map_headers(
     return positions
 
 
+def _blank_is_none(cell: Cell) -> Cell:
+    """Cells stripped once, an empty one as None: 100k rows × 20 columns are checked many times."""
+    if isinstance(cell, str):
+        return cell.strip() or None
+    return cell
+
+
 def _parse_row(number: int, cells: list[Cell], positions: dict[int, Column], errors: list[RowError]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     locale = current_locale.get()
     for index, column in positions.items():
         cell = cells[index] if index < len(cells) else None
-        if as_text(cell) == "":
+        if cell is None:
             continue
         try:
             values[column.field] = column.parse(cell)

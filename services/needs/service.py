@@ -359,7 +359,11 @@ _NOT_COMPARED = re.compile(r"[\W_]+")
 
 def title_similarity(first: str, second: str) -> float:
     """0..1 over the titles' characters, ignoring spaces and punctuation ('村道防护栏' ~ '村道 防护栏（二期）')."""
-    return SequenceMatcher(None, _NOT_COMPARED.sub("", first.lower()), _NOT_COMPARED.sub("", second.lower())).ratio()
+    return SequenceMatcher(None, _comparable(first), _comparable(second)).ratio()
+
+
+def _comparable(title: str) -> str:
+    return _NOT_COMPARED.sub("", title.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +371,7 @@ class KnownNeed:
     id: uuid.UUID
     title: str
     row: int | None = None  # its row in the file being imported, if it comes from there
+    comparable: str = ""
 
 
 class DuplicateFinder:
@@ -375,15 +380,27 @@ class DuplicateFinder:
     def __init__(self, live: list[repository.TitledNeed]) -> None:
         self._groups: dict[tuple[str, str, str], list[KnownNeed]] = defaultdict(list)
         for need in live:
-            self._groups[need.village_code, need.category, need.kind].append(KnownNeed(need.id, need.title))
+            self._groups[need.village_code, need.category, need.kind].append(
+                KnownNeed(need.id, need.title, comparable=_comparable(need.title))
+            )
 
     def resembling(self, need: Mapping[str, Any]) -> list[tuple[KnownNeed, float]]:
         group = self._groups.get((need["village_code"], need["category"], need["kind"]), [])
-        scored = ((other, title_similarity(need["title"], other.title)) for other in group)
-        return sorted((hit for hit in scored if hit[1] >= DUPLICATE_SIMILARITY), key=lambda hit: -hit[1])
+        title = _comparable(need["title"])
+        hits = []
+        for other in group:
+            matcher = SequenceMatcher(None, title, other.comparable)
+            # The quick upper bounds rule out most pairs before the full comparison (an import of 100k rows).
+            if matcher.real_quick_ratio() >= DUPLICATE_SIMILARITY and matcher.quick_ratio() >= DUPLICATE_SIMILARITY:
+                similarity = matcher.ratio()
+                if similarity >= DUPLICATE_SIMILARITY:
+                    hits.append((other, similarity))
+        return sorted(hits, key=lambda hit: -hit[1])
 
     def add(self, need: Mapping[str, Any], *, row: int | None = None) -> None:
-        self._groups[need["village_code"], need["category"], need["kind"]].append(KnownNeed(need["id"], need["title"], row))
+        self._groups[need["village_code"], need["category"], need["kind"]].append(
+            KnownNeed(need["id"], need["title"], row, _comparable(need["title"]))
+        )
 
 
 def _suspicion(need: Mapping[str, Any], other: KnownNeed, similarity: float) -> dict[str, Any]:
@@ -450,17 +467,22 @@ async def import_needs(session: AsyncSession, *, principal: Principal, data: byt
     """All or nothing: every row is checked as POST /api/needs would check it before any is written."""
     if principal.role not in IMPORTERS:
         raise Forbidden(Text("只有村干部、协调员和管理员可以导入需求。", "Only officers, coordinators and admins import needs."))
-    sheet = sheets.parse_sheet(data, NEED_COLUMNS, export_only=_EXPORT_ONLY)
-    valid = [(number, need) for number, values in sheet.rows if (need := _need_from_row(number, values, principal, sheet.errors))]
+    with sheets.cyclic_gc_paused():
+        sheet = sheets.parse_sheet(data, NEED_COLUMNS, export_only=_EXPORT_ONLY)
+        valid = [(number, need) for number, values in sheet.rows
+                 if (need := _need_from_row(number, values, principal, sheet.errors))]
     if sheet.errors and not dry_run:
         raise sheets.RowsInvalid(sheet.errors)
-    warnings, suspicions = await _duplicates_in_import(session, valid)
+    live = await repository.live_needs_of_villages(session, {need["village_code"] for _, need in valid})
+    with sheets.cyclic_gc_paused():
+        warnings, suspicions = _duplicates_in_import(live, valid)
     needs = [need for _, need in valid]
     if not dry_run:
         await repository.add_needs(session, needs)
         await repository.add_suspicions(session, suspicions)
-        for need in needs:
-            record_change(session, Change, entity="need", entity_id=need["id"], op="created", data=need_feed_data(need))
+        with sheets.cyclic_gc_paused():
+            for need in needs:
+                record_change(session, Change, entity="need", entity_id=need["id"], op="created", data=need_feed_data(need))
     return ImportReport(
         dry_run=dry_run, rows=len(sheet.rows), created=0 if dry_run else len(needs),
         errors=[RowErrorRead(**error.as_dict()) for error in sheet.errors[: sheets.RowsInvalid.MAX_REPORTED]],
@@ -469,11 +491,11 @@ async def import_needs(session: AsyncSession, *, principal: Principal, data: byt
     )
 
 
-async def _duplicates_in_import(
-    session: AsyncSession, rows: list[tuple[int, dict[str, Any]]]
+def _duplicates_in_import(
+    live: list[repository.TitledNeed], rows: list[tuple[int, dict[str, Any]]]
 ) -> tuple[list[RowDuplicate], list[dict[str, Any]]]:
     """Each row against the live needs of its village and the rows above it."""
-    finder = DuplicateFinder(await repository.live_needs_of_villages(session, {need["village_code"] for _, need in rows}))
+    finder = DuplicateFinder(live)
     warnings: list[RowDuplicate] = []
     suspicions: list[dict[str, Any]] = []
     for number, need in rows:
