@@ -120,11 +120,16 @@ def test_dockerfile_builds_one_slim_image_run_by_a_non_root_user() -> None:
     assert {".git", ".venv", "var"} <= set(ignored)
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker")
+def _compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+
+
+# Docker's own check of the file, where the compose plugin exists (not on this CI machine: the YAML tests
+# above check the same file's structure there).
+@pytest.mark.skipif(not _compose_available(), reason="docker compose is not installed on this machine")
 def test_docker_compose_config_accepts_it(tmp_path: Path) -> None:
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip("docker compose plugin not installed")
     env = {name: "x" for name in ("POSTGRES_PASSWORD", "DUIJIE_JWT_PRIVATE_KEY", "DUIJIE_JWT_PUBLIC_KEY",
                                   "DUIJIE_SERVICE_CLIENT_SECRET", *(f"DUIJIE_{a.upper()}_DB_PASSWORD" for a in APPS))}
     result = subprocess.run(["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],

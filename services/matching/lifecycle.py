@@ -18,7 +18,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import utcnow
@@ -381,10 +380,5 @@ async def audit(
     prefix = region if region is not None else (principal.region_code or "")
     if not principal.is_admin and not principal.governs_region(prefix):
         raise Forbidden(Text("地区 {region} 不在你的辖区内。", "Region {region} is outside your jurisdiction."), region=prefix)
-    after = decode_keyset(cursor)
-    query = select(MatchEvent).where(MatchEvent.village_code.startswith(prefix, autoescape=True))
-    if after is not None:
-        created_at, row_id = after
-        query = query.where(or_(MatchEvent.created_at < created_at, and_(MatchEvent.created_at == created_at, MatchEvent.id < row_id)))
-    rows = list((await session.scalars(query.order_by(MatchEvent.created_at.desc(), MatchEvent.id.desc()).limit(limit + 1))).all())
+    rows = await repository.audit_events(session, prefix=prefix, limit=limit + 1, after=decode_keyset(cursor))
     return keyset_page(rows, limit)

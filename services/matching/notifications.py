@@ -13,15 +13,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import utcnow
 from services.common.errors import NotFound
-from services.common.http import Keyset, decode_keyset, encode_cursor
-from services.common.identity import Principal, Role
+from services.common.http import decode_keyset, encode_cursor
+from services.common.identity import Principal
 from services.common.messages import Text, current_locale
+from services.matching import repository
 from services.matching.models import (
     AudienceKind,
     Match,
@@ -106,20 +106,6 @@ async def notify(session: AsyncSession, match: Match, event: str, **params: Any)
 
 # --- reading one's feed -----------------------------------------------------------------------------
 
-def _addressed_to(principal: Principal) -> ColumnElement[bool]:
-    if principal.is_admin:
-        return Notification.audience_kind == AudienceKind.REGION
-    if principal.role is Role.COORDINATOR and principal.region_code:
-        return and_(Notification.audience_kind == AudienceKind.REGION,
-                    Notification.audience.startswith(principal.region_code, autoescape=True))
-    if principal.role is Role.OFFICER and principal.village_code:
-        return and_(Notification.audience_kind == AudienceKind.VILLAGE, Notification.audience == principal.village_code)
-    if principal.role is Role.ORG_MEMBER and principal.organisation_id:
-        return and_(Notification.audience_kind == AudienceKind.ORGANISATION,
-                    Notification.audience == str(principal.organisation_id))
-    return false()
-
-
 def _render(row: Notification, read: bool) -> NotificationOut:
     return NotificationOut(
         id=row.id, event=row.event, audience_kind=row.audience_kind, audience=row.audience, match_id=row.match_id,
@@ -131,21 +117,9 @@ def _render(row: Notification, read: bool) -> NotificationOut:
 async def list_for(
     session: AsyncSession, *, principal: Principal, limit: int, cursor: str | None, unread_only: bool = False
 ) -> tuple[list[NotificationOut], str | None]:
-    after: Keyset | None = decode_keyset(cursor)
-    read_by_me = and_(NotificationRead.notification_id == Notification.id, NotificationRead.reader == principal.subject)
-    query = (
-        select(Notification, NotificationRead.read_at)
-        .outerjoin(NotificationRead, read_by_me)
-        .where(_addressed_to(principal))
+    rows = await repository.notifications_for(
+        session, principal, unread_only=unread_only, limit=limit + 1, after=decode_keyset(cursor)
     )
-    if unread_only:
-        query = query.where(NotificationRead.read_at.is_(None))
-    if after is not None:
-        created_at, row_id = after
-        query = query.where(or_(Notification.created_at < created_at,
-                                and_(Notification.created_at == created_at, Notification.id < row_id)))
-    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
-    rows = (await session.execute(query)).all()
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
@@ -155,9 +129,7 @@ async def list_for(
 
 
 async def mark_read(session: AsyncSession, *, principal: Principal, notification_id: uuid.UUID) -> NotificationOut:
-    row = (await session.scalars(
-        select(Notification).where(Notification.id == notification_id, _addressed_to(principal))
-    )).one_or_none()
+    row = await repository.notification_for(session, principal, notification_id)
     if row is None:
         raise NotFound(NOTIFICATION_NOT_FOUND)
     if await session.get(NotificationRead, (notification_id, principal.subject)) is None:

@@ -8,15 +8,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import utcnow
+from services.common.identity import Principal, Role
 from services.matching.models import (
     ACTIVE_RUN_STATUSES,
     HOLDING_STATUSES,
     SAGA_STATUSES,
+    AudienceKind,
     Delivery,
     FeedCursor,
     FollowUp,
@@ -25,12 +27,16 @@ from services.matching.models import (
     MatchRun,
     MatchStatus,
     NeedRM,
+    Notification,
+    NotificationRead,
     OfferRM,
     OrganisationRM,
     PairingRM,
     RuleSetRow,
     Unmatched,
     VillageReceived,
+    WebhookDelivery,
+    WebhookStatus,
 )
 
 ReadModel = TypeVar("ReadModel", NeedRM, OfferRM, OrganisationRM, PairingRM)
@@ -314,3 +320,78 @@ async def count_matches(session: AsyncSession, *, run_id: uuid.UUID, status: str
 async def list_unmatched(session: AsyncSession, *, run_id: uuid.UUID, limit: int, after: Cursor | None) -> list[Unmatched]:
     query = select(Unmatched).where(Unmatched.run_id == run_id)
     return list((await session.scalars(_page(query, Unmatched, limit=limit, after=after))).all())
+
+
+# --- audit, notifications and webhook deliveries ------------------------------------------------------
+
+def _before(created_at: Any, row_id: Any, after: Cursor) -> ColumnElement[bool]:
+    """Newest-first keyset: rows strictly after the cursor's (created_at, id)."""
+    return or_(created_at < after[0], and_(created_at == after[0], row_id < after[1]))
+
+
+async def audit_events(session: AsyncSession, *, prefix: str, limit: int, after: Cursor | None) -> list[MatchEvent]:
+    query = select(MatchEvent).where(MatchEvent.village_code.startswith(prefix, autoescape=True))
+    if after is not None:
+        query = query.where(_before(MatchEvent.created_at, MatchEvent.id, after))
+    query = query.order_by(MatchEvent.created_at.desc(), MatchEvent.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+def notifications_addressed_to(principal: Principal) -> ColumnElement[bool]:
+    """Notifications go to an audience (a region, a village, an organisation), never to user ids."""
+    if principal.is_admin:
+        return Notification.audience_kind == AudienceKind.REGION
+    if principal.role is Role.COORDINATOR and principal.region_code:
+        return and_(Notification.audience_kind == AudienceKind.REGION,
+                    Notification.audience.startswith(principal.region_code, autoescape=True))
+    if principal.role is Role.OFFICER and principal.village_code:
+        return and_(Notification.audience_kind == AudienceKind.VILLAGE, Notification.audience == principal.village_code)
+    if principal.role is Role.ORG_MEMBER and principal.organisation_id:
+        return and_(Notification.audience_kind == AudienceKind.ORGANISATION,
+                    Notification.audience == str(principal.organisation_id))
+    return false()
+
+
+async def notifications_for(
+    session: AsyncSession, principal: Principal, *, unread_only: bool, limit: int, after: Cursor | None
+) -> list[tuple[Notification, datetime | None]]:
+    """The principal's notifications, newest first, each with when this person read it (or None)."""
+    read_by_me = and_(NotificationRead.notification_id == Notification.id, NotificationRead.reader == principal.subject)
+    query = (
+        select(Notification, NotificationRead.read_at)
+        .outerjoin(NotificationRead, read_by_me)
+        .where(notifications_addressed_to(principal))
+    )
+    if unread_only:
+        query = query.where(NotificationRead.read_at.is_(None))
+    if after is not None:
+        query = query.where(_before(Notification.created_at, Notification.id, after))
+    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
+    return [(row, read_at) for row, read_at in (await session.execute(query)).all()]
+
+
+async def notification_for(session: AsyncSession, principal: Principal, notification_id: uuid.UUID) -> Notification | None:
+    query = select(Notification).where(Notification.id == notification_id, notifications_addressed_to(principal))
+    return (await session.scalars(query)).one_or_none()
+
+
+async def due_webhook_deliveries(session: AsyncSession, *, now: datetime, limit: int) -> list[WebhookDelivery]:
+    """Pending deliveries whose time has come; on PostgreSQL rows another process holds are skipped."""
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.status == WebhookStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list((await session.scalars(query)).all())
+
+
+async def make_pending_deliveries_due(session: AsyncSession) -> None:
+    now = utcnow()
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.status == WebhookStatus.PENDING, WebhookDelivery.next_attempt_at > now)
+        .values(next_attempt_at=now)
+    )

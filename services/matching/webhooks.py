@@ -24,7 +24,6 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import Database, utcnow
@@ -142,15 +141,7 @@ class WebhookSender:
         lease = now + timedelta(seconds=self._settings.webhook_timeout_seconds * 3)
         taken = []
         async with self._db.transaction() as session:
-            query = (
-                select(WebhookDelivery)
-                .where(WebhookDelivery.status == WebhookStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(self._settings.worker_batch_size)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            for row in (await session.scalars(query)).all():
+            for row in await repository.due_webhook_deliveries(session, now=now, limit=self._settings.worker_batch_size):
                 hook = await session.get(Webhook, row.organisation_id)
                 row.next_attempt_at = lease
                 taken.append((row.id, hook.url if hook else None, hook.secret if hook else "", row.payload, row.event))
@@ -195,8 +186,4 @@ class WebhookSender:
 
 async def release_all_now(session: AsyncSession) -> None:
     """Make every pending delivery due at once (tests, and an operator after fixing a receiver)."""
-    await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.status == WebhookStatus.PENDING, or_(WebhookDelivery.next_attempt_at > utcnow()))
-        .values(next_attempt_at=utcnow())
-    )
+    await repository.make_pending_deliveries_due(session)
