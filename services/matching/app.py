@@ -22,6 +22,7 @@ from services.matching.router import (
     match_sagas,
     matches,
     notifications_router,
+    reports_router,
     rulesets,
     runs,
     webhooks_router,
@@ -86,7 +87,7 @@ def create_app(
             "Scored, explained candidates and exact global allocation of offers to villages' needs."
         ),
         settings=settings,
-        routers=[candidates, runs, matches, match_sagas, rulesets, audit, notifications_router, webhooks_router],
+        routers=[candidates, runs, matches, match_sagas, rulesets, audit, notifications_router, webhooks_router, reports_router],
         change_model=Change,
         idempotency_model=IdempotencyRecord,
         background=background,

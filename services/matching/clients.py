@@ -55,6 +55,8 @@ class NeedRecord(_Record):
     lon: float | None = None
     status: str
     version: int = 1
+    # The need's creation time in the needs service: when it was posted (reports).
+    posted_at: datetime | None = Field(default=None, validation_alias="created_at")
 
 
 class OfferRecord(_Record):

@@ -105,6 +105,10 @@ class NeedRM(Base):
     status: Mapped[str] = mapped_column(String(12))
     version: Mapped[int] = mapped_column(Integer, default=1)
     seq: Mapped[int] = mapped_column(Seq, index=True)
+    # For reports: when the need was posted (its creation in the needs service), and when it became fulfilled
+    # (the time of the feed change that first showed it fulfilled; cleared if it leaves that status).
+    posted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class OfferRM(Base):
@@ -288,7 +292,7 @@ class Delivery(Base):
     match_id: Mapped[uuid.UUID] = mapped_column(index=True)
     quantity: Mapped[Decimal]
     delivered_total: Mapped[Decimal]
-    delivered_on: Mapped[date] = mapped_column(Date)
+    delivered_on: Mapped[date] = mapped_column(Date, index=True)
     note: Mapped[str] = mapped_column(Text, default="")
     recorded_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

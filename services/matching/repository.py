@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -395,3 +395,173 @@ async def make_pending_deliveries_due(session: AsyncSession) -> None:
         .where(WebhookDelivery.status == WebhookStatus.PENDING, WebhookDelivery.next_attempt_at > now)
         .values(next_attempt_at=now)
     )
+
+
+# --- exports --------------------------------------------------------------------------------------
+
+async def export_matches(
+    session: AsyncSession, *, visible: ColumnElement[bool], clauses: Sequence[ColumnElement[bool]], limit: int,
+    after: Cursor | None,
+) -> list[Any]:
+    """A batch of matches as the list orders them, each with its need's, offer's and organisation's names."""
+    query: Any = (
+        select(Match, NeedRM.title, NeedRM.category, NeedRM.kind, OfferRM.title, OrganisationRM.name)
+        .outerjoin(NeedRM, NeedRM.id == Match.need_id)
+        .outerjoin(OfferRM, OfferRM.id == Match.offer_id)
+        .outerjoin(OrganisationRM, OrganisationRM.id == Match.organisation_id)
+        .where(visible, *clauses)
+    )
+    return list((await session.execute(_page(query, Match, limit=limit, after=after))).all())
+
+
+async def export_deliveries(
+    session: AsyncSession, *, visible: ColumnElement[bool], clauses: Sequence[ColumnElement[bool]], limit: int,
+    after: Cursor | None,
+) -> list[Any]:
+    """A batch of deliveries, newest recorded first, each with its match and the need's and organisation's names."""
+    query: Any = (
+        select(Delivery, Match, NeedRM.title, OrganisationRM.name)
+        .join(Match, Match.id == Delivery.match_id)
+        .outerjoin(NeedRM, NeedRM.id == Match.need_id)
+        .outerjoin(OrganisationRM, OrganisationRM.id == Match.organisation_id)
+        .where(visible, *clauses)
+    )
+    return list((await session.execute(_page(query, Delivery, limit=limit, after=after))).all())
+
+
+# --- reports --------------------------------------------------------------------------------------
+# Every figure is an aggregate in the database (GROUP BY): never a whole table in memory. Only matches holding
+# their quantity (approved, delivered, received) count: failed, rejected, superseded and cancelled ones never
+# held anything, and a match with deliveries cannot be cancelled.
+
+def _within(column: Any, region: str) -> ColumnElement[bool]:
+    return column.startswith(region, autoescape=True) if region else true()
+
+
+def _approvals() -> Any:
+    """When each match was approved: its (first) `approved` event."""
+    return (
+        select(MatchEvent.match_id.label("match_id"), func.min(MatchEvent.created_at).label("approved_at"))
+        .where(MatchEvent.action == "approved")
+        .group_by(MatchEvent.match_id)
+        .subquery("approvals")
+    )
+
+
+def _county() -> Any:
+    return func.substr(Match.village_code, 1, 6)
+
+
+_GROUPS = (Match.unit, NeedRM.category, NeedRM.kind, Match.organisation_id, OrganisationRM.name)
+
+
+async def needs_counts(session: AsyncSession, *, region: str, start: datetime, end: datetime) -> tuple[int, int, int]:
+    """Needs posted in [start, end) (drafts are not posted), those of them still open, and needs fulfilled then."""
+    inside = _within(NeedRM.village_code, region)
+    posted = and_(inside, NeedRM.status != "draft", NeedRM.posted_at >= start, NeedRM.posted_at < end)
+    counted = await session.execute(
+        select(func.count(), func.coalesce(func.sum(case((NeedRM.status == "open", 1), else_=0)), 0)).where(posted)
+    )
+    total, still_open = counted.one()
+    fulfilled = await session.scalar(
+        select(func.count()).select_from(NeedRM).where(inside, NeedRM.fulfilled_at >= start, NeedRM.fulfilled_at < end)
+    )
+    return int(total), int(still_open), int(fulfilled or 0)
+
+
+async def committed_groups(session: AsyncSession, *, region: str, start: datetime, end: datetime) -> list[Any]:
+    """Matches approved in [start, end) and still holding: (unit, category, kind, organisation, name, county,
+    quantity, count) per group."""
+    approvals = _approvals()
+    county = _county().label("county")
+    query: Any = (
+        select(*_GROUPS, county, func.sum(Match.quantity), func.count())
+        .join(approvals, approvals.c.match_id == Match.id)
+        .outerjoin(NeedRM, NeedRM.id == Match.need_id)
+        .outerjoin(OrganisationRM, OrganisationRM.id == Match.organisation_id)
+        .where(Match.status.in_(HOLDING_STATUSES), _within(Match.village_code, region),
+               approvals.c.approved_at >= start, approvals.c.approved_at < end)
+        .group_by(*_GROUPS, county)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def delivered_groups(session: AsyncSession, *, region: str, first: date, last: date) -> list[Any]:
+    """Deliveries dated first..last of holding matches, each counted by its own quantity (never the cumulative
+    total): (unit, category, kind, organisation, name, county, quantity, deliveries, matches completed) per group."""
+    county = _county().label("county")
+    completed = func.sum(case((Delivery.delivered_total == Match.quantity, 1), else_=0))
+    query: Any = (
+        select(*_GROUPS, county, func.sum(Delivery.quantity), func.count(), completed)
+        .join(Match, Match.id == Delivery.match_id)
+        .outerjoin(NeedRM, NeedRM.id == Match.need_id)
+        .outerjoin(OrganisationRM, OrganisationRM.id == Match.organisation_id)
+        .where(Match.status.in_(HOLDING_STATUSES), _within(Match.village_code, region),
+               Delivery.delivered_on >= first, Delivery.delivered_on <= last)
+        .group_by(*_GROUPS, county)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def beneficiaries_reached(session: AsyncSession, *, region: str, first: date, last: date) -> int:
+    """The beneficiaries of the needs that received a delivery dated first..last, each need once."""
+    reached = (
+        select(Match.need_id)
+        .join(Delivery, Delivery.match_id == Match.id)
+        .where(Match.status.in_(HOLDING_STATUSES), _within(Match.village_code, region),
+               Delivery.delivered_on >= first, Delivery.delivered_on <= last)
+    )
+    total = await session.scalar(select(func.coalesce(func.sum(NeedRM.beneficiaries), 0)).where(NeedRM.id.in_(reached)))
+    return int(total or 0)
+
+
+async def receipt_groups(session: AsyncSession, *, region: str, start: datetime, end: datetime) -> list[Any]:
+    """Receipts confirmed in [start, end): (organisation, name, count, sum of ratings) per organisation."""
+    query: Any = (
+        select(Match.organisation_id, OrganisationRM.name, func.count(), func.coalesce(func.sum(Match.satisfaction), 0))
+        .outerjoin(OrganisationRM, OrganisationRM.id == Match.organisation_id)
+        .where(Match.status == MatchStatus.RECEIVED, _within(Match.village_code, region),
+               Match.received_at >= start, Match.received_at < end)
+        .group_by(Match.organisation_id, OrganisationRM.name)
+    )
+    return list((await session.execute(query)).all())
+
+
+def _seconds_between(session: AsyncSession, later: Any, earlier: Any) -> Any:
+    """later − earlier in seconds, in SQL (SQLite keeps UTC timestamps as text, which julianday reads)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", later - earlier)
+    return (func.julianday(later) - func.julianday(earlier)) * 86_400
+
+
+def _seconds(value: Any) -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal(0)
+
+
+async def approval_waits(session: AsyncSession, *, region: str, start: datetime, end: datetime) -> tuple[Decimal, int]:
+    """Σ seconds from posting the need to approving the match, and how many, over the holding matches approved
+    in [start, end) whose need's posting time is known."""
+    approvals = _approvals()
+    query: Any = (
+        select(func.sum(_seconds_between(session, approvals.c.approved_at, NeedRM.posted_at)), func.count())
+        .select_from(Match)
+        .join(approvals, approvals.c.match_id == Match.id)
+        .join(NeedRM, NeedRM.id == Match.need_id)
+        .where(Match.status.in_(HOLDING_STATUSES), _within(Match.village_code, region), NeedRM.posted_at.is_not(None),
+               approvals.c.approved_at >= start, approvals.c.approved_at < end)
+    )
+    total, count = (await session.execute(query)).one()
+    return _seconds(total), int(count)
+
+
+async def receipt_waits(session: AsyncSession, *, region: str, start: datetime, end: datetime) -> tuple[Decimal, int]:
+    """Σ seconds from posting the need to confirming receipt, and how many, over the receipts of [start, end)."""
+    query: Any = (
+        select(func.sum(_seconds_between(session, Match.received_at, NeedRM.posted_at)), func.count())
+        .select_from(Match)
+        .join(NeedRM, NeedRM.id == Match.need_id)
+        .where(Match.status == MatchStatus.RECEIVED, _within(Match.village_code, region), NeedRM.posted_at.is_not(None),
+               Match.received_at >= start, Match.received_at < end)
+    )
+    total, count = (await session.execute(query)).one()
+    return _seconds(total), int(count)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import spreadsheets as sheets
 from services.common.errors import CORRECT_FIELDS, FieldError, ValidationFailed
 from services.common.http import MAX_PAGE, Page, etag_for
 from services.common.identity import CurrentUser
 from services.common.messages import Text, current_locale
 from services.common.transactions import DbSession, ReadSession, TransactionalRoute
 from services.common.vocabulary import RegionPrefix
-from services.matching import lifecycle, notifications, repository, service, webhooks
+from services.matching import lifecycle, notifications, reports, repository, service, webhooks
 from services.matching.config import MatchingSettings
 from services.matching.models import Match, MatchEvent, MatchRun, MatchStatus, RuleSetRow, Unmatched, Webhook
 from services.matching.readmodel import ReadModelCache
@@ -26,6 +29,7 @@ from services.matching.schemas import (
     CandidateRead,
     CandidatesRead,
     DeliveryCreate,
+    DeliveryFilters,
     DeliveryRead,
     FollowUpCreate,
     FollowUpRead,
@@ -44,9 +48,11 @@ from services.matching.schemas import (
     RuleExplanationRead,
     RuleSetRead,
     RuleSetUpdate,
+    SummaryReportRead,
     UnmatchedRead,
     WebhookPut,
     WebhookRead,
+    YearsReportRead,
     quantity_of,
 )
 from services.matching.scoring import Candidate, RuleExplanation
@@ -60,6 +66,7 @@ match_sagas = APIRouter(route_class=SagaRoute, prefix="/api/matches", tags=["mat
 audit = APIRouter(route_class=TransactionalRoute, prefix="/api/audit", tags=["audit"])
 notifications_router = APIRouter(route_class=TransactionalRoute, prefix="/api/notifications", tags=["notifications"])
 webhooks_router = APIRouter(route_class=TransactionalRoute, prefix="/api/webhooks", tags=["webhooks"])
+reports_router = APIRouter(route_class=TransactionalRoute, prefix="/api/reports", tags=["reports"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 CursorParam = Annotated[str | None, Query(max_length=500)]
@@ -293,23 +300,68 @@ def event_read(row: MatchEvent) -> MatchEventRead:
     )
 
 
-@matches.get("", response_model=Page[MatchRead], summary="对接列表 / Matches")
-async def list_matches(
-    session: DbSession,
-    principal: CurrentUser,
+async def match_filters(
     status_: Annotated[MatchStatus | None, Query(alias="status")] = None,
     region: RegionPrefix | None = None,
     need_id: uuid.UUID | None = None,
     offer_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
-    limit: Limit = 50,
-    cursor: CursorParam = None,
+) -> MatchFilters:
+    """The filters of the list, shared by its export. Async only to stay off the threadpool."""
+    return MatchFilters(status=status_, region=region, need_id=need_id, offer_id=offer_id, run_id=run_id)
+
+
+MatchFiltersDep = Annotated[MatchFilters, Depends(match_filters)]
+
+
+@matches.get("", response_model=Page[MatchRead], summary="对接列表 / Matches")
+async def list_matches(
+    session: DbSession, principal: CurrentUser, filters: MatchFiltersDep, limit: Limit = 50, cursor: CursorParam = None,
 ) -> Page[MatchRead]:
     """村干部看本村的，组织成员看本组织的，协调员看辖区内的，管理员看全部。
     An officer sees their village's, a member their organisation's, a coordinator their region's, an admin all."""
-    filters = MatchFilters(status=status_, region=region, need_id=need_id, offer_id=offer_id, run_id=run_id)
     rows, next_cursor = await service.list_matches(session, principal=principal, filters=filters, limit=limit, cursor=cursor)
     return Page[MatchRead](items=[match_read(row) for row in rows], next_cursor=next_cursor)
+
+
+# --- spreadsheets (declared before /{match_id}, which would otherwise claim /export) ----------------
+
+@matches.get("/export", response_class=StreamingResponse, responses=sheets.SPREADSHEET_RESPONSES,
+             summary="导出对接 / Export matches (XLSX or CSV)")
+async def export_matches(
+    request: Request, principal: CurrentUser, filters: MatchFiltersDep,
+    format: sheets.TableFormat = sheets.TableFormat.XLSX,
+) -> StreamingResponse:
+    """与列表相同的筛选与权限，分批流式导出；表头随调用者的语言。
+    The matches the list would show with the same filters (and the same authorisation), streamed in batches;
+    headers in the caller's language, amounts as exact decimals."""
+    locale = current_locale.get()
+    batches = service.export_matches(request.app.state.db, principal=principal, filters=filters, locale=locale)
+    return sheets.streamed(service.export_header(service.MATCH_EXPORT_HEADER, locale), batches, format, "matches")
+
+
+@matches.get("/deliveries/export", response_class=StreamingResponse, responses=sheets.SPREADSHEET_RESPONSES,
+             summary="导出交付记录 / Export deliveries (XLSX or CSV)")
+async def export_deliveries(
+    request: Request,
+    principal: CurrentUser,
+    region: RegionPrefix | None = None,
+    organisation_id: uuid.UUID | None = None,
+    match_id: uuid.UUID | None = None,
+    need_id: uuid.UUID | None = None,
+    date_from: Annotated[date | None, Query(alias="from", description="First delivery date included")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="Last delivery date included")] = None,
+    format: sheets.TableFormat = sheets.TableFormat.XLSX,
+) -> StreamingResponse:
+    """调用者可见的对接的每一次交付（每行一次，数量为该次交付量，另列累计），按交付日期、地区、组织筛选。
+    Every delivery of the matches the caller may see (one line per delivery: its own quantity, and the cumulative
+    total beside it), filtered by delivery date, region and organisation."""
+    filters = DeliveryFilters(region=region, organisation_id=organisation_id, match_id=match_id, need_id=need_id,
+                              date_from=date_from, date_to=date_to)
+    service.check_delivery_filters(filters)
+    locale = current_locale.get()
+    batches = service.export_deliveries(request.app.state.db, principal=principal, filters=filters, locale=locale)
+    return sheets.streamed(service.export_header(service.DELIVERY_EXPORT_HEADER, locale), batches, format, "deliveries")
 
 
 @matches.get("/{match_id}", response_model=MatchDetailRead, summary="一条对接及其经过 / One match, with its history")
@@ -493,3 +545,64 @@ async def get_webhook(organisation_id: uuid.UUID, session: DbSession, principal:
 async def delete_webhook(organisation_id: uuid.UUID, session: DbSession, principal: CurrentUser) -> Response:
     await webhooks.delete_webhook(session, principal=principal, organisation_id=organisation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- reports --------------------------------------------------------------------------------------
+
+ReportFormatParam = Annotated[reports.ReportFormat, Query(description="json (default), csv (one long table) or xlsx (a sheet per table)")]
+_REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, sheets.XLSX_MEDIA_TYPE: {}, sheets.CSV_MEDIA_TYPE: {}}},
+    403: {"description": "Not a coordinator of that region, nor an admin"},
+}
+
+
+def _report_file(tables: list[reports.Table], format: reports.ReportFormat, name: str) -> Response:
+    locale = current_locale.get()
+    if format is reports.ReportFormat.CSV:
+        return sheets.attachment(reports.csv_bytes(tables, locale), sheets.TableFormat.CSV, name)
+    return sheets.attachment(reports.xlsx_bytes(tables, locale), sheets.TableFormat.XLSX, name)
+
+
+@reports_router.get("/summary", response_model=SummaryReportRead, responses=_REPORT_RESPONSES,
+                    summary="期间汇总报表 / Summary of a period")
+async def report_summary(
+    session: ReadSession,
+    principal: CurrentUser,
+    region: RegionPrefix | None = None,
+    date_from: Annotated[date | None, Query(alias="from", description="First day included (default: 1 January)")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="Last day included (default: today)")] = None,
+    format: ReportFormatParam = reports.ReportFormat.JSON,
+) -> Any:
+    """协调员（本辖区）与管理员：期内发布、开放、满足的需求；按类别、资源类型、县区和组织的承诺与交付价值；受益人数；
+    平均办理天数；满意度；组织参与度得分（公式随结果返回）。日期按北京时间。
+
+    Coordinators (their region) and admins: needs posted, open and fulfilled; value committed and delivered by
+    category, kind, county and organisation; beneficiaries reached; average days to approval and to receipt;
+    satisfaction; and the organisations' participation score, with its formula. Days are Beijing days."""
+    report = await reports.summary(session, principal=principal, region=region, date_from=date_from, date_to=date_to,
+                                   locale=current_locale.get())
+    if format is reports.ReportFormat.JSON:
+        return report
+    name = f"report-{report.region or 'all'}-{report.date_from.isoformat()}-{report.date_to.isoformat()}"
+    return _report_file(reports.summary_tables(report, current_locale.get()), format, name)
+
+
+@reports_router.get("/years", response_model=YearsReportRead, responses=_REPORT_RESPONSES,
+                    summary="逐年汇总 / Year by year")
+async def report_years(
+    session: ReadSession,
+    principal: CurrentUser,
+    region: RegionPrefix | None = None,
+    from_year: Annotated[int | None, Query(ge=reports.FIRST_YEAR, le=2100)] = None,
+    to_year: Annotated[int | None, Query(ge=reports.FIRST_YEAR, le=2100)] = None,
+    format: ReportFormatParam = reports.ReportFormat.JSON,
+) -> Any:
+    """像五年工作报告那样逐年汇总：筹集（交付、承诺）价值、帮扶人数、项目数（需求、获批对接、交付完成）、参与组织数。
+
+    Year by year, like the five-year reports this replaces: value delivered and committed, people helped,
+    projects (needs posted, matches approved, matches fully delivered) and organisations taking part."""
+    report = await reports.years(session, principal=principal, region=region, from_year=from_year, to_year=to_year)
+    if format is reports.ReportFormat.JSON:
+        return report
+    name = f"report-years-{report.region or 'all'}-{report.from_year}-{report.to_year}"
+    return _report_file(reports.years_tables(report), format, name)

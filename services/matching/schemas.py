@@ -287,6 +287,98 @@ class MatchFilters(BaseModel):
     run_id: uuid.UUID | None = None
 
 
+class DeliveryFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    region: str | None = None
+    organisation_id: uuid.UUID | None = None
+    match_id: uuid.UUID | None = None
+    need_id: uuid.UUID | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+
 def quantity_of(value: float) -> Decimal:
     """An engine float (a multiple of 0.01) as the exact amount it stands for."""
     return Decimal(f"{value:.2f}")
+
+
+# --- reports --------------------------------------------------------------------------------------
+
+class NeedCountsRead(BaseModel):
+    posted: int = Field(description="Needs posted in the period (drafts are not posted)")
+    open: int = Field(description="Of those, the ones still open now")
+    fulfilled: int = Field(description="Needs that became fulfilled in the period, whenever posted")
+
+
+class ReportTotalsRead(BaseModel):
+    value_committed: AmountOut = Field(description="CNY value of the matches approved in the period (still holding)")
+    value_delivered: AmountOut = Field(description="CNY value of the deliveries dated in the period")
+    matches_approved: int
+    matches_delivered: int = Field(description="Matches whose last delivery (completing them) is dated in the period")
+    deliveries: int
+    beneficiaries_reached: int = Field(description="Beneficiaries of the needs that received a delivery, each need once")
+    receipts_confirmed: int
+    satisfaction_avg: Decimal | None = Field(description="Average rating (1–5) of the receipts confirmed, 2 decimals")
+    avg_days_to_approval: Decimal | None = Field(description="Days from posting the need to approving the match, 1 decimal")
+    avg_days_to_receipt: Decimal | None = Field(description="Days from posting the need to confirming receipt, 1 decimal")
+
+
+class ValueRowRead(BaseModel):
+    key: str
+    name: str
+    value_committed: AmountOut
+    value_delivered: AmountOut
+
+
+class ParticipationRead(BaseModel):
+    organisation_id: uuid.UUID
+    name: str
+    value_delivered: AmountOut
+    receipts_confirmed: int
+    satisfaction_avg: Decimal | None
+    delivered_component: Decimal = Field(description="D: delivered value ÷ the largest among the organisations, 4 decimals")
+    receipts_component: Decimal = Field(description="R: receipts confirmed ÷ the most among the organisations, 4 decimals")
+    satisfaction_component: Decimal = Field(description="S: (average rating − 1) ÷ 4, 0 without receipts, 4 decimals")
+    score: Decimal = Field(description="100 × (0.5·D + 0.3·R + 0.2·S), rounded half up to 1 decimal")
+
+
+class FormulaRead(BaseModel):
+    text: str = Field(description="In the caller's language")
+    zh: str
+    en: str
+    weights: dict[str, Decimal]
+
+
+class SummaryReportRead(BaseModel):
+    region: str = Field(description="Region code prefix ('' for everywhere)")
+    date_from: date
+    date_to: date
+    timezone: str = Field(description="Days are calendar days of this time zone")
+    needs: NeedCountsRead
+    totals: ReportTotalsRead
+    by_category: list[ValueRowRead]
+    by_kind: list[ValueRowRead]
+    by_county: list[ValueRowRead]
+    by_organisation: list[ValueRowRead]
+    participation: list[ParticipationRead]
+    participation_formula: FormulaRead
+    unit_values_cny: dict[str, Decimal] = Field(description="CNY per unit used to value goods, services and training")
+
+
+class YearRead(BaseModel):
+    year: int
+    value_committed: AmountOut
+    value_delivered: AmountOut
+    beneficiaries_reached: int
+    needs_posted: int
+    matches_approved: int
+    matches_delivered: int
+    organisations: int = Field(description="Organisations with a match approved, a delivery or a receipt that year")
+
+
+class YearsReportRead(BaseModel):
+    region: str
+    from_year: int
+    to_year: int
+    timezone: str
+    years: list[YearRead]

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, false, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.db import utcnow
-from services.common.errors import Conflict, Forbidden, NotFound
+from services.common.db import Database, utcnow
+from services.common.errors import CORRECT_FIELDS, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from services.common.http import check_version, decode_keyset, keyset_page
 from services.common.identity import Principal, Role
-from services.common.messages import Text
+from services.common.messages import Locale, Text
+from services.common.vocabulary import CATEGORY_LABELS, KIND_LABELS, UNIT_LABELS
 from services.matching import repository
-from services.matching.models import Match, MatchRun, RuleSetRow, RunStatus, Unmatched
+from services.matching.models import Delivery, Match, MatchOrigin, MatchRun, MatchStatus, RuleSetRow, RunStatus, Unmatched
 from services.matching.readmodel import OrganisationInfo, ReadModelCache, rows_in_region
 from services.matching.rules import DEFAULT_RULESET, RuleSet
-from services.matching.schemas import MatchFilters, RuleSetUpdate
+from services.matching.schemas import DeliveryFilters, MatchFilters, RuleSetUpdate
 from services.matching.scoring import Candidate, OfferView, Rejection, candidates_for_need, candidates_for_offer, explain_rejection
 
 NEED_NOT_FOUND = Text("找不到这条需求。", "No such need.")
@@ -257,6 +259,58 @@ async def get_match(session: AsyncSession, *, principal: Principal, match_id: uu
 async def list_matches(
     session: AsyncSession, *, principal: Principal, filters: MatchFilters, limit: int, cursor: str | None
 ) -> tuple[list[Match], str | None]:
+    rows = await repository.list_matches(
+        session, visible=_visible_matches(principal), clauses=match_clauses(filters), limit=limit + 1, after=decode_keyset(cursor)
+    )
+    return keyset_page(rows, limit)
+
+
+async def record_received(session: AsyncSession, *, village_code: str, value_cny: float) -> None:
+    """Add to what a village has received so far (for the equity rule); called when a delivery is confirmed."""
+    await repository.add_received(session, village_code, value_cny)
+
+
+
+# --- exports ------------------------------------------------------------------------------------
+
+MATCH_STATUS_LABELS: dict[str, Text] = {
+    MatchStatus.PROPOSED: Text("待审核", "Proposed"), MatchStatus.APPROVING: Text("批准中", "Approving"),
+    MatchStatus.APPROVED: Text("已批准", "Approved"), MatchStatus.FAILED: Text("批准失败", "Failed"),
+    MatchStatus.REJECTED: Text("已驳回", "Rejected"), MatchStatus.CANCELLED: Text("已取消", "Cancelled"),
+    MatchStatus.SUPERSEDED: Text("已被新一轮取代", "Superseded"), MatchStatus.DELIVERED: Text("已交付", "Delivered"),
+    MatchStatus.RECEIVED: Text("已确认收货", "Received"), MatchStatus.CANCELLING: Text("取消中", "Cancelling"),
+}
+ORIGIN_LABELS: dict[str, Text] = {
+    MatchOrigin.RUN: Text("匹配运行", "Match run"), MatchOrigin.COORDINATOR: Text("协调员提议", "Coordinator"),
+    MatchOrigin.PLEDGE: Text("组织认捐", "Pledge"),
+}
+MATCH_EXPORT_HEADER = (
+    Text("对接编号", "Match ID"), Text("状态", "Status"), Text("需求编号", "Need ID"), Text("需求", "Need"),
+    Text("类别", "Category"), Text("资源类型", "Kind"), Text("村代码", "Village code"), Text("组织编号", "Organisation ID"),
+    Text("组织", "Organisation"), Text("供给编号", "Offer ID"), Text("供给", "Offer"), Text("数量", "Quantity"),
+    Text("单位", "Unit"), Text("已交付", "Delivered"), Text("确认收到", "Received"), Text("满意度", "Satisfaction"),
+    Text("来源", "Origin"), Text("创建时间", "Created at"), Text("更新时间", "Updated at"),
+)
+DELIVERY_EXPORT_HEADER = (
+    Text("交付编号", "Delivery ID"), Text("对接编号", "Match ID"), Text("交付日期", "Delivered on"), Text("本次数量", "Quantity"),
+    Text("累计交付", "Delivered in total"), Text("单位", "Unit"), Text("村代码", "Village code"), Text("需求编号", "Need ID"),
+    Text("需求", "Need"), Text("组织编号", "Organisation ID"), Text("组织", "Organisation"), Text("备注", "Note"),
+    Text("登记人", "Recorded by"), Text("登记时间", "Recorded at"),
+)
+
+
+def export_header(header: Sequence[Text], locale: Locale) -> list[str]:
+    return [text.in_locale(locale) for text in header]
+
+
+def _labelled(labels: Mapping[Any, Text], code: str | None, locale: Locale) -> str:
+    if code is None:
+        return ""
+    return labels[code].in_locale(locale) if code in labels else code
+
+
+def match_clauses(filters: MatchFilters) -> list[ColumnElement[bool]]:
+    """The list's filters, shared by its export."""
     clauses: list[ColumnElement[bool]] = []
     if filters.status is not None:
         clauses.append(Match.status == filters.status)
@@ -268,13 +322,83 @@ async def list_matches(
         clauses.append(Match.offer_id == filters.offer_id)
     if filters.run_id is not None:
         clauses.append(Match.run_id == filters.run_id)
-    rows = await repository.list_matches(
-        session, visible=_visible_matches(principal), clauses=clauses, limit=limit + 1, after=decode_keyset(cursor)
-    )
-    return keyset_page(rows, limit)
+    return clauses
 
 
-async def record_received(session: AsyncSession, *, village_code: str, value_cny: float) -> None:
-    """Add to what a village has received so far (for the equity rule); called when a delivery is confirmed."""
-    await repository.add_received(session, village_code, value_cny)
+async def export_matches(
+    db: Database, *, principal: Principal, filters: MatchFilters, locale: Locale, batch: int = 1000
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """The matches the list would show, newest first, in keyset batches each read in its own short transaction."""
+    visible, clauses, after = _visible_matches(principal), match_clauses(filters), None
+    while True:
+        async with db.read_session() as session:
+            rows = await repository.export_matches(session, visible=visible, clauses=clauses, limit=batch, after=after)
+        if not rows:
+            return
+        yield [_match_export_row(*row, locale=locale) for row in rows]
+        last: Match = rows[-1][0]
+        after = last.created_at, last.id
 
+
+def _match_export_row(
+    match: Match, need_title: str | None, category: str | None, kind: str | None, offer_title: str | None,
+    organisation: str | None, *, locale: Locale,
+) -> list[Any]:
+    return [
+        str(match.id), _labelled(MATCH_STATUS_LABELS, match.status, locale), str(match.need_id), need_title or "",
+        _labelled(CATEGORY_LABELS, category, locale), _labelled(KIND_LABELS, kind, locale), match.village_code,
+        str(match.organisation_id), organisation or "", str(match.offer_id), offer_title or "", match.quantity,
+        _labelled(UNIT_LABELS, match.unit, locale), match.delivered, match.received, match.satisfaction,
+        _labelled(ORIGIN_LABELS, match.origin, locale), match.created_at.isoformat(timespec="seconds"),
+        match.updated_at.isoformat(timespec="seconds"),
+    ]
+
+
+def check_delivery_filters(filters: DeliveryFilters) -> None:
+    """Before the stream begins: once it has, an error can no longer become a problem response."""
+    if filters.date_from is not None and filters.date_to is not None and filters.date_from > filters.date_to:
+        message = Text("开始日期不能晚于结束日期", "The start date cannot be after the end date")
+        raise ValidationFailed(CORRECT_FIELDS, errors=[FieldError("from", message)])
+
+
+def delivery_clauses(filters: DeliveryFilters) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if filters.region:
+        clauses.append(Match.village_code.startswith(filters.region, autoescape=True))
+    if filters.organisation_id is not None:
+        clauses.append(Match.organisation_id == filters.organisation_id)
+    if filters.match_id is not None:
+        clauses.append(Delivery.match_id == filters.match_id)
+    if filters.need_id is not None:
+        clauses.append(Match.need_id == filters.need_id)
+    if filters.date_from is not None:
+        clauses.append(Delivery.delivered_on >= filters.date_from)
+    if filters.date_to is not None:
+        clauses.append(Delivery.delivered_on <= filters.date_to)
+    return clauses
+
+
+async def export_deliveries(
+    db: Database, *, principal: Principal, filters: DeliveryFilters, locale: Locale, batch: int = 1000
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """Deliveries of the matches the caller may see, newest recorded first, in keyset batches."""
+    visible, clauses, after = _visible_matches(principal), delivery_clauses(filters), None
+    while True:
+        async with db.read_session() as session:
+            rows = await repository.export_deliveries(session, visible=visible, clauses=clauses, limit=batch, after=after)
+        if not rows:
+            return
+        yield [_delivery_export_row(*row, locale=locale) for row in rows]
+        last: Delivery = rows[-1][0]
+        after = last.created_at, last.id
+
+
+def _delivery_export_row(
+    delivery: Delivery, match: Match, need_title: str | None, organisation: str | None, *, locale: Locale
+) -> list[Any]:
+    return [
+        str(delivery.id), str(match.id), delivery.delivered_on.isoformat(), delivery.quantity, delivery.delivered_total,
+        _labelled(UNIT_LABELS, match.unit, locale), match.village_code, str(match.need_id), need_title or "",
+        str(match.organisation_id), organisation or "", delivery.note, delivery.recorded_by,
+        delivery.created_at.isoformat(timespec="seconds"),
+    ]

@@ -37,6 +37,8 @@ from services.matching.readmodel import ReadModelCache
 
 log = logging.getLogger("duijie.matching.sync")
 
+NEED_FULFILLED = "fulfilled"
+
 FEED_CURSOR = Gauge("duijie_matching_feed_cursor", "Last change applied from each upstream feed", ["feed"])
 FEED_LAG = Gauge(
     "duijie_matching_feed_lag_seconds",
@@ -106,7 +108,20 @@ async def _upsert(session: AsyncSession, entity: Entity, changes: Sequence[tuple
             for name, value in values.items():
                 setattr(row, name, value)
             row.seq = change.seq
+        else:
+            continue
+        if isinstance(row, NeedRM):
+            _track_fulfilment(row, change)
     await session.flush()
+
+
+def _track_fulfilment(row: NeedRM, change: ChangeRecord) -> None:
+    """When a need became fulfilled: the time of the first change that showed it so (a replay finds the same)."""
+    if row.status != NEED_FULFILLED:
+        row.fulfilled_at = None
+    elif row.fulfilled_at is None:
+        at = change.created_at
+        row.fulfilled_at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class FeedSync:
