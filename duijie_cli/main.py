@@ -3,6 +3,7 @@
     duijie up [--demo] [--port 8000] [--data-dir var] [--host 127.0.0.1]
     duijie migrate [--service all|needs|offers|matching|gateway]
     duijie users create --username NAME --role admin|coordinator|officer|org_member [--password …]
+    duijie import|export|match-run|report …   (through a running gateway: duijie_cli/data.py)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from duijie_cli import data as data_commands
 from duijie_cli import demo as demo_module
 from duijie_cli import keys, stack
 from duijie_cli.demo import Login
@@ -28,6 +30,7 @@ app = typer.Typer(help="Duijie (对接): village needs meet social organisations
                   add_completion=False)
 users_app = typer.Typer(help="Users of the gateway database.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+data_commands.register(app)
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
