@@ -17,6 +17,9 @@ from gateway.config import GatewaySettings, get_settings
 from gateway.models import IdempotencyRecord
 from gateway.router import router, token_router
 from gateway.upstreams import Upstreams
+from gateway.web import WEB_ROUTERS
+from gateway.web.api import PublicApi
+from gateway.web.pages import install_page_handlers
 from services.common.app import assemble_app, database_for
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -34,10 +37,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstreams = Upstreams(settings, upstream_transports)
+        app.state.public_api = PublicApi(app)
         try:
             await service.bootstrap_admin(database, settings.bootstrap_credentials)
             yield
         finally:
+            await app.state.public_api.aclose()
             await app.state.upstreams.aclose()
             await database.dispose()
 
@@ -49,7 +54,8 @@ def create_app(
         database=database,
         idempotency_model=IdempotencyRecord,
         lifespan=lifespan,
-        routers=[token_router, router, openapi.router, proxy.router],
+        # The web pages come before the proxy, whose catch-all answers every other path.
+        routers=[token_router, router, openapi.router, *WEB_ROUTERS, proxy.router],
         # /openapi.json and /docs are the merged ones (gateway/openapi.py), not FastAPI's defaults.
         openapi_url=None,
         docs_url=None,
@@ -59,6 +65,8 @@ def create_app(
     app.state.idempotency_fingerprint_key = hmac.new(
         settings.private_pem.encode(), b"duijie idempotency fingerprint", hashlib.sha256
     ).digest()
+    app.state.csrf_key = hmac.new(settings.private_pem.encode(), b"duijie csrf", hashlib.sha256).digest()
+    install_page_handlers(app)
     app.state.openapi = openapi.MergedOpenAPI(app.openapi, ttl_seconds=settings.openapi_cache_seconds)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

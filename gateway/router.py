@@ -12,7 +12,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from gateway import auth, clients, service
 from gateway.config import GatewaySettings
 from gateway.models import User
-from gateway.schemas import Me, TokenResponse, UserCreate, UserRead, UserRole
+from gateway.schemas import Me, MeUpdate, TokenResponse, UserCreate, UserRead, UserRole
 from gateway.upstreams import Upstreams
 from services.common.db import Database
 from services.common.http import MAX_PAGE, Page
@@ -89,6 +89,12 @@ async def issue_service_token(
 @router.get("/me", response_model=Me)
 async def me(session: DbSession, principal: CurrentUser) -> User:
     return await service.signed_in_user(session, principal)
+
+
+@router.patch("/me", response_model=Me)
+async def update_me(data: MeUpdate, session: DbSession, principal: CurrentUser) -> User:
+    """The signed-in person's own settings (their language). 本人设置（界面语言）。"""
+    return await service.update_me(session, principal, data)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserRead)

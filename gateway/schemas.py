@@ -81,6 +81,14 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
+class MeUpdate(BaseModel):
+    """What a person may change about themselves: the language of their pages and messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    locale: UserLocale
+
+
 class Me(BaseModel):
     """The signed-in person, as the web pages need them."""
 

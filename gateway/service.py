@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import auth, repository
 from gateway.models import User
-from gateway.schemas import UserCreate
+from gateway.schemas import MeUpdate, UserCreate
 from services.common.db import Database, utcnow
 from services.common.errors import CORRECT_FIELDS, AppError, Conflict, FieldError, Forbidden, Unauthorized, ValidationFailed
 from services.common.http import decode_keyset, keyset_page
@@ -124,6 +124,12 @@ async def signed_in_user(session: AsyncSession, principal: Principal) -> User:
     if user is None or not user.active:
         raise Unauthorized(Text("该账号不存在或已停用。", "This account no longer exists or is disabled."),
                            headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+async def update_me(session: AsyncSession, principal: Principal, data: MeUpdate) -> User:
+    user = await signed_in_user(session, principal)
+    user.locale = data.locale
     return user
 
 
