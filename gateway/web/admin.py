@@ -24,7 +24,18 @@ from starlette.datastructures import FormData
 
 from gateway.web import i18n
 from gateway.web.api import ApiProblem, PublicApi
+from gateway.web.forms import (
+    NOT_FOR_THE_FORM,
+    form_text,
+    idempotency_headers,
+    is_htmx,
+    plain_amount,
+    refusal_status,
+    require_role,
+    split_problem,
+)
 from gateway.web.i18n import N_
+from gateway.web.labels import RULE
 from gateway.web.pages import public_api
 from gateway.web.render import redirect, render
 from gateway.web.session import PageContext, SignedIn
@@ -36,8 +47,6 @@ USERS_PAGE_SIZE = 50
 ORGANISATIONS_LIMIT = 200
 SAMPLE_NEEDS = 20
 PREVIEW_LIMIT = 50
-SWAPPED_STATUSES = frozenset({409, 422})
-SERVER_TROUBLE = frozenset({401, 500, 502, 503, 504})
 
 ROLES = ("officer", "org_member", "coordinator", "admin")
 # What a coordinator may create (the API refuses the rest; the form does not offer it).
@@ -47,12 +56,7 @@ SCOPE_FIELD = {"officer": "village_code", "org_member": "organisation_id", "coor
 USER_FORM_FIELDS = frozenset({"username", "password", "role", "display_name", "village_code", "organisation_id",
                               "region_code"})
 
-RULES = ("proximity", "coverage", "urgency", "deadline", "pairing", "grade", "equity", "beneficiaries")
-RULE_LABELS = {
-    "proximity": N_("Proximity"), "coverage": N_("Coverage"), "urgency": N_("Urgency"), "deadline": N_("Deadline"),
-    "pairing": N_("Pairing"), "grade": N_("Organisation grade"), "equity": N_("Equity between villages"),
-    "beneficiaries": N_("People reached"),
-}
+RULES = tuple(RULE)
 RULE_HINTS = {
     "proximity": N_("Nearby help first: same village, township, county…, and the distance."),
     "coverage": N_("How much of what is left of the need the offer can cover."),
@@ -85,49 +89,12 @@ HARD_FILTERS = (
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _allowed(page: PageContext, roles: frozenset[Role], detail: str) -> None:
-    if page.principal is None or page.principal.role not in roles:
-        raise ApiProblem(403, title=i18n.gettext("Not allowed"), detail=i18n.gettext(detail))
-
-
 def _user_managers(page: PageContext) -> None:
-    _allowed(page, frozenset({Role.ADMIN, Role.COORDINATOR}), N_("These pages are for admins and coordinators."))
+    require_role(page, {Role.ADMIN, Role.COORDINATOR}, N_("These pages are for admins and coordinators."))
 
 
 def _admins(page: PageContext) -> None:
-    _allowed(page, frozenset({Role.ADMIN}), N_("These pages are for admins."))
-
-
-def _is_htmx(request: Request) -> bool:
-    return bool(request.headers.get("hx-request"))
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _status_of(problem: ApiProblem, request: Request) -> int:
-    """A plain form gets the refusal's own status; htmx swaps only 409 and 422, so other refusals come as 409."""
-    if problem.status in SWAPPED_STATUSES:
-        return problem.status
-    return 409 if _is_htmx(request) else problem.status
-
-
-def _split_errors(problem: ApiProblem | None, inline: frozenset[str]) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """The API's field messages by form field ('weights.urgency' → 'urgency'), and the others for above the form."""
-    if problem is None:
-        return {}, []
-    by_field: dict[str, str] = {}
-    others: list[dict[str, str]] = []
-    for error in problem.errors:
-        path = str(error.get("field", "")).split(".")
-        name = next((part for part in reversed(path) if part in inline), None)
-        if name is not None:
-            by_field.setdefault(name, error.get("message", ""))
-        else:
-            others.append(error)
-    return by_field, others
+    require_role(page, {Role.ADMIN}, N_("These pages are for admins."))
 
 
 def role_choices(page: PageContext) -> list[str]:
@@ -149,7 +116,7 @@ async def _organisations(api: PublicApi, page: PageContext) -> list[dict[str, An
 def _user_form_values(form: FormData | None = None) -> dict[str, str]:
     names = ("username", "password", "role", "display_name", "village_code", "organisation_id", "region_code",
              "idempotency_key")
-    values = {name: (_text(form, name) if form is not None else "") for name in names}
+    values = {name: form_text(form, name) for name in names}
     if form is not None:
         values["password"] = str(form.get("password") or "")  # spaces are part of a password
     values["idempotency_key"] = values["idempotency_key"] or uuid.uuid4().hex
@@ -172,7 +139,7 @@ async def _render_users(
     role: str = "", cursor: str = "", created: str = "", status_code: int = 200, form_only: bool = False,
 ) -> Response:
     api = public_api(request)
-    errors, other_errors = _split_errors(problem, USER_FORM_FIELDS)
+    errors, other_errors = split_problem(problem, USER_FORM_FIELDS)
     form_values = {"values": values, "errors": errors, "other_errors": other_errors, "problem": problem,
                    "roles": role_choices(page), "scope_field": SCOPE_FIELD}
     if form_only:
@@ -220,16 +187,15 @@ async def user_create(request: Request, page: SignedIn) -> Response:
     _user_managers(page)
     form = await request.form()
     values = _user_form_values(form)
-    key = values["idempotency_key"]
     try:
         user = await public_api(request).post("/auth/users", token=page.token, json=_user_payload(values),
-                                              headers={"Idempotency-Key": key} if len(key) <= 100 else {})
+                                              headers=idempotency_headers(form))
     except ApiProblem as problem:
-        if problem.status in SERVER_TROUBLE:
+        if problem.status in NOT_FOR_THE_FORM:
             raise
         values["password"] = ""  # never sent back into a page
-        return await _render_users(request, page, values=values, problem=problem, status_code=_status_of(problem, request),
-                                   form_only=_is_htmx(request))
+        return await _render_users(request, page, values=values, problem=problem, status_code=refusal_status(problem, request),
+                                   form_only=is_htmx(request))
     return redirect(request, f"/admin/users?role={user['role']}&created={user['username']}")
 
 
@@ -238,14 +204,8 @@ async def user_create(request: Request, page: SignedIn) -> Response:
 def _weights_of(form: FormData | None, ruleset: dict[str, Any]) -> dict[str, str]:
     """The weights as typed, or as in force."""
     if form is None:
-        return {rule: _plain(ruleset["weights"][rule]) for rule in RULES}
-    return {rule: _text(form, rule) for rule in RULES}
-
-
-def _plain(value: Any) -> str:
-    """0.2 → '0.2', 1.0 → '1': a weight as a person would type it."""
-    number = float(value)
-    return str(int(number)) if number.is_integer() else repr(number)
+        return {rule: plain_amount(ruleset["weights"][rule]) for rule in RULES}
+    return {rule: form_text(form, rule) for rule in RULES}
 
 
 def _as_number(text: str) -> float | None:
@@ -297,19 +257,6 @@ def reweigh(candidates: list[dict[str, Any]], weights: dict[str, float]) -> tupl
     return rows, missing
 
 
-async def _lookup(api: PublicApi, token: str | None, path: str, ids: list[Any]) -> dict[str, dict[str, Any]]:
-    unique = list(dict.fromkeys(str(item) for item in ids if item))
-    found = await asyncio.gather(*(api.get(f"{path}/{item}", token=token) for item in unique), return_exceptions=True)
-    result: dict[str, dict[str, Any]] = {}
-    for item, answer in zip(unique, found, strict=True):
-        if isinstance(answer, ApiProblem):
-            continue
-        if isinstance(answer, BaseException):
-            raise answer
-        result[item] = answer
-    return result
-
-
 async def _preview(api: PublicApi, page: PageContext, sample: str, weights: dict[str, str]) -> dict[str, Any]:
     """What the preview partial shows for one sample need."""
     preview: dict[str, Any] = {"sample": sample, "rows": [], "ranked": [], "missing": [], "missing_labels": [], "invalid": False,
@@ -321,8 +268,8 @@ async def _preview(api: PublicApi, page: PageContext, sample: str, weights: dict
     candidates: list[dict[str, Any]] = found["items"]
     preview["why_none"] = found.get("why_none")
     offers, organisations = await asyncio.gather(
-        _lookup(api, page.token, "/api/offers", [candidate["offer_id"] for candidate in candidates]),
-        _lookup(api, page.token, "/api/organisations", [candidate["organisation_id"] for candidate in candidates]),
+        api.get_each("/api/offers", [candidate["offer_id"] for candidate in candidates], token=page.token),
+        api.get_each("/api/organisations", [candidate["organisation_id"] for candidate in candidates], token=page.token),
     )
     preview.update(offers=offers, organisations=organisations)
     if edited is None:
@@ -330,7 +277,7 @@ async def _preview(api: PublicApi, page: PageContext, sample: str, weights: dict
                        invalid=True)
         return preview
     rows, missing = reweigh(candidates, edited)
-    preview.update(rows=rows, missing=missing, missing_labels=[i18n.gettext(RULE_LABELS[rule]) for rule in missing],
+    preview.update(rows=rows, missing=missing, missing_labels=[i18n.gettext(RULE[rule]) for rule in missing],
                    ranked=[] if missing else sorted(rows, key=lambda row: row["new_rank"]))
     return preview
 
@@ -361,14 +308,14 @@ async def _render_rules(
                                           _sample_needs(api, page, sample))
     sample = _sample_of(needs, sample)
     weights = _weights_of(form, ruleset)
-    version = _text(form, "version") if form is not None else str(ruleset["version"])
+    version = form_text(form, "version") if form is not None else str(ruleset["version"])
     preview = await _preview(api, page, sample, weights)
-    errors, other_errors = _split_errors(problem, frozenset(RULES))
-    template = "admin/_rules_form.html" if _is_htmx(request) and form is not None else "admin/rules.html"
+    errors, other_errors = split_problem(problem, frozenset(RULES))
+    template = "admin/_rules_form.html" if is_htmx(request) and form is not None else "admin/rules.html"
     return render(
         request, page, template, status_code=status_code, ruleset=ruleset, weights=weights, version=version,
         needs=needs, sample=sample, preview=preview, errors=errors, other_errors=other_errors, problem=problem,
-        published=published, rules=RULES, rule_labels=RULE_LABELS, rule_hints=RULE_HINTS,
+        published=published, rules=RULES, rule_hints=RULE_HINTS,
         parameter_labels=PARAMETER_LABELS, hard_filters=HARD_FILTERS, current_weights=ruleset["weights"],
     )
 
@@ -387,8 +334,8 @@ async def rules_preview(request: Request, page: SignedIn) -> Response:
     api = public_api(request)
     ruleset = await api.get("/api/rulesets/current", token=page.token)
     weights = _weights_of(form, ruleset)
-    preview = await _preview(api, page, _text(form, "sample"), weights)
-    return render(request, page, "admin/_preview.html", preview=preview, rule_labels=RULE_LABELS,
+    preview = await _preview(api, page, form_text(form, "sample"), weights)
+    return render(request, page, "admin/_preview.html", preview=preview,
                   current_weights=ruleset["weights"])
 
 
@@ -397,19 +344,19 @@ async def rules_publish(request: Request, page: SignedIn) -> Response:
     """`action=preview` (the default, without script) shows the preview; `action=publish` publishes a new version."""
     _admins(page)
     form = await request.form()
-    sample = _text(form, "sample")
-    if _text(form, "action") != "publish":
+    sample = form_text(form, "sample")
+    if form_text(form, "action") != "publish":
         return await _render_rules(request, page, form=form, sample=sample)
     api = public_api(request)
-    version = _text(form, "version")
+    version = form_text(form, "version")
     try:
         current = await api.get("/api/rulesets/current", token=page.token)
         body = {"weights": _json_weights(_weights_of(form, current)), "parameters": current["parameters"]}
         saved = await api.call("PUT", "/api/rulesets/current", token=page.token, json=body,
                                headers={"If-Match": f'"{version}"'} if version.isdigit() else {})
     except ApiProblem as problem:
-        if problem.status in SERVER_TROUBLE:
+        if problem.status in NOT_FOR_THE_FORM:
             raise
         return await _render_rules(request, page, form=form, sample=sample, problem=problem,
-                                   status_code=_status_of(problem, request))
+                                   status_code=refusal_status(problem, request))
     return redirect(request, f"/admin/rules?published={saved['version']}&sample={sample}")

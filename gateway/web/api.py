@@ -6,6 +6,8 @@ Pages hold no business rule and read no database: they call exactly what curl wo
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,8 @@ from services.common.http import REQUEST_ID_HEADER, request_id_var
 from services.common.messages import current_locale
 
 PAGE_API_TIMEOUT = httpx.Timeout(30.0)
+# What a lookup of one item may answer when the user may not see it (403) or it is gone (404).
+NOT_SHOWN = frozenset({403, 404})
 
 
 @dataclass
@@ -98,3 +102,16 @@ class PublicApi:
 
     async def post(self, path: str, *, token: str | None, json: Any = None, **options: Any) -> Any:
         return await self.call("POST", path, token=token, json=json, **options)
+
+    async def get_each(self, path: str, ids: Iterable[Any], *, token: str | None) -> dict[str, dict[str, Any]]:
+        """`{id: item}` for each distinct id, fetched at the same time; one the user may not see, or gone, is left out."""
+        unique = list(dict.fromkeys(str(item) for item in ids if item))
+        found = await asyncio.gather(*(self.get(f"{path}/{item}", token=token) for item in unique), return_exceptions=True)
+        items: dict[str, dict[str, Any]] = {}
+        for item, answer in zip(unique, found, strict=True):
+            if isinstance(answer, ApiProblem) and answer.status in NOT_SHOWN:
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            items[item] = answer
+        return items

@@ -15,87 +15,30 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.web import i18n
 from gateway.web.api import ApiProblem, PublicApi
+from gateway.web.forms import GOVERNORS, is_htmx, refusal_status, require_role
 from gateway.web.i18n import N_
+from gateway.web.labels import PAIRING_STATUS
 from gateway.web.pages import public_api
 from gateway.web.render import redirect, render
 from gateway.web.session import PageContext, SignedIn
-from services.common.identity import Role
 
 router = APIRouter(include_in_schema=False)
 
-GOVERNORS = frozenset({Role.COORDINATOR, Role.ADMIN})
 QUEUE_SIZE = 50
 RECENT_SIZE = 10
 LIST_LIMIT = 200
 SETTLED = ("approved", "failed", "rejected")
-# htmx swaps 2xx, 409 and 422 answers only (base.html): an inline refusal of another status is sent as 409.
-SWAPPED_STATUSES = frozenset({409, 422})
 
-RULE_LABELS = {
-    "proximity": N_("Proximity"), "coverage": N_("Coverage"), "urgency": N_("Urgency"), "deadline": N_("Deadline"),
-    "pairing": N_("Pairing"), "grade": N_("Organisation grade"), "equity": N_("Equity between villages"),
-    "beneficiaries": N_("People reached"),
-}
-MATCH_STATUS_LABELS = {
-    "proposed": N_("Proposed"), "approving": N_("Approving…"), "approved": N_("Approved"), "failed": N_("Failed"),
-    "rejected": N_("Rejected"), "cancelled": N_("Cancelled"), "superseded": N_("Superseded"),
-    "delivered": N_("Delivered"), "received": N_("Received"), "cancelling": N_("Cancelling…"),
-}
-RUN_STATUS_LABELS = {"queued": N_("Queued"), "running": N_("Running"), "finished": N_("Finished"), "failed": N_("Failed")}
-RUN_STAGE_LABELS = {
-    "queued": N_("Waiting to start"), "loading": N_("Loading needs and offers"), "scoring": N_("Scoring candidate pairs"),
-    "allocating": N_("Allocating quantities"), "explaining": N_("Explaining the choices"),
-    "writing": N_("Writing proposals"), "finished": N_("Finished"), "failed": N_("Failed"),
-}
-UNMATCHED_LABELS = {
-    "no_candidate": N_("No suitable offer"), "capacity_taken": N_("Offers already taken"),
-    "zero_score": N_("No worthwhile offer"), "not_selected": N_("Not selected"),
-}
-ORG_TYPE_LABELS = {
-    "social_organisation": N_("Social organisation"), "foundation": N_("Foundation"), "enterprise": N_("Enterprise"),
-    "party_branch": N_("Party organisation"), "volunteer_team": N_("Volunteer team"), "school": N_("School"),
-    "other": N_("Other"),
-}
-PAIRING_STATUS_LABELS = {"active": N_("Active"), "ended": N_("Ended")}
-EVENT_LABELS = {
-    "propose": N_("Proposed"), "pledge": N_("Pledged"), "approve": N_("Approval started"), "approved": N_("Approved"),
-    "failed": N_("Failed"), "reject": N_("Rejected"), "cancel": N_("Cancellation started"), "cancelled": N_("Cancelled"),
-    "deliver": N_("Delivery recorded"), "receive": N_("Receipt confirmed"), "follow_up": N_("Follow-up visit"),
-}
-SAGA_STEP = N_("Processing step")
 CANCELLABLE = frozenset({"proposed", "approved"})
 FOLLOW_UP_STATUSES = frozenset({"approved", "delivered", "received"})
-
-
-def label(labels: dict[str, str], value: str | None) -> str:
-    """A message id of one of the tables above, translated; an unknown value as it is."""
-    if not value:
-        return "—"
-    if value in labels:
-        return i18n.gettext(labels[value])
-    return i18n.gettext(SAGA_STEP) if labels is EVENT_LABELS and value.startswith("saga_") else value
-
-
-LABELS = {
-    "rule": RULE_LABELS, "match_status": MATCH_STATUS_LABELS, "run_status": RUN_STATUS_LABELS, "stage": RUN_STAGE_LABELS,
-    "unmatched": UNMATCHED_LABELS, "org_type": ORG_TYPE_LABELS, "pairing_status": PAIRING_STATUS_LABELS,
-    "event": EVENT_LABELS,
-}
-
-
-def _labels() -> dict[str, Any]:
-    return {"label": label, "labels": LABELS}
 
 
 # --- who, where -----------------------------------------------------------------------------------
 
 def governor(page: PageContext) -> None:
     """Coordinators and admins only: others get the same refusal the API would give them."""
-    if page.principal is None or page.principal.role not in GOVERNORS:
-        raise ApiProblem(403, title=i18n.gettext("Not allowed"),
-                         detail=i18n.gettext("These pages are for coordinators and admins."))
+    require_role(page, GOVERNORS, N_("These pages are for coordinators and admins."))
 
 
 def region_of(page: PageContext, requested: str | None = None) -> str:
@@ -104,14 +47,6 @@ def region_of(page: PageContext, requested: str | None = None) -> str:
         return requested
     assert page.principal is not None
     return page.principal.region_code or ""
-
-
-def is_htmx(request: Request) -> bool:
-    return bool(request.headers.get("hx-request"))
-
-
-def swap_status(problem: ApiProblem) -> int:
-    return problem.status if problem.status in SWAPPED_STATUSES else 409
 
 
 async def lookup(
@@ -127,14 +62,7 @@ async def lookup(
         listed = await api.get(path, token=token, params={"region": region, "limit": LIST_LIMIT})
         result = {item["id"]: item for item in listed["items"] if item["id"] in unique}
     missing = [item for item in unique if item not in result]
-    found = await asyncio.gather(*(api.get(f"{path}/{item}", token=token) for item in missing), return_exceptions=True)
-    for item, answer in zip(missing, found, strict=True):
-        if isinstance(answer, ApiProblem):
-            continue
-        if isinstance(answer, BaseException):
-            raise answer
-        result[item] = answer
-    return result
+    return result | await api.get_each(path, missing, token=token)
 
 
 # --- the approval queue ---------------------------------------------------------------------------
@@ -190,11 +118,11 @@ async def approvals_page(
         if all(row.match["id"] != failed.match["id"] for row in queue_rows):
             queue_rows.insert(0, failed)
     return render(request, page, "coord/approvals.html", status_code=status_code, rows=queue_rows, recent=recent_rows,
-                  region=scope, run_id=run_id or "", **_labels())
+                  region=scope, run_id=run_id or "")
 
 
 def row_reply(request: Request, page: PageContext, row: Row, status_code: int = 200) -> Response:
-    return render(request, page, "coord/_proposal.html", status_code=status_code, row=row, **_labels())
+    return render(request, page, "coord/_proposal.html", status_code=status_code, row=row)
 
 
 @router.get("/coord", response_class=HTMLResponse)
@@ -239,7 +167,7 @@ async def approve(request: Request, page: SignedIn, match_id: str, next: Annotat
     row = await one_row(api, page, match_id)
     row.problem = problem
     if is_htmx(request):
-        return row_reply(request, page, row, status_code=swap_status(problem))
+        return row_reply(request, page, row, status_code=refusal_status(problem, request))
     return await approvals_page(request, page, failed=row, status_code=problem.status)
 
 
@@ -259,7 +187,7 @@ async def reject(
         row.errors, row.reason = problem.field_errors(), reason
         row.problem = None if row.errors else problem
         if is_htmx(request):
-            return row_reply(request, page, row, status_code=swap_status(problem))
+            return row_reply(request, page, row, status_code=refusal_status(problem, request))
         return await approvals_page(request, page, failed=row, status_code=problem.status)
     return await _after_action(request, page, match_id, _next(next))
 
@@ -272,7 +200,7 @@ async def runs_page(
     scope = region_of(page, region)
     answer = await public_api(request).get("/api/match-runs", token=page.token, params={"region": scope, "limit": 20})
     return render(request, page, "coord/runs.html", status_code=status_code, runs=answer["items"], region=scope,
-                  problem=problem, errors=problem.field_errors() if problem else {}, **_labels())
+                  problem=problem, errors=problem.field_errors() if problem else {})
 
 
 @router.get("/coord/runs", response_class=HTMLResponse)
@@ -309,7 +237,7 @@ async def run_values(api: PublicApi, page: PageContext, run_id: str) -> dict[str
 async def run_detail(request: Request, page: SignedIn, run_id: str) -> Response:
     governor(page)
     values = await run_values(public_api(request), page, run_id)
-    return render(request, page, "coord/run.html", **values, **_labels())
+    return render(request, page, "coord/run.html", **values)
 
 
 @router.get("/coord/runs/{run_id}/status", response_class=HTMLResponse)
@@ -317,7 +245,7 @@ async def run_status(request: Request, page: SignedIn, run_id: str) -> Response:
     """The progress while the run works (polled every second), then its results."""
     governor(page)
     values = await run_values(public_api(request), page, run_id)
-    return render(request, page, "coord/_run_status.html", **values, **_labels())
+    return render(request, page, "coord/_run_status.html", **values)
 
 
 # --- organisations --------------------------------------------------------------------------------
@@ -334,7 +262,7 @@ async def organisations_page(
         api.get("/api/organisations", token=page.token, params={**base, "verified": "true"}),
     )
     return render(request, page, "coord/organisations.html", status_code=status_code, unverified=unverified["items"],
-                  verified=verified["items"], region=scope, q=q, problems=failed or {}, **_labels())
+                  verified=verified["items"], region=scope, q=q, problems=failed or {})
 
 
 @router.get("/coord/organisations", response_class=HTMLResponse)
@@ -355,10 +283,10 @@ async def verify(request: Request, page: SignedIn, organisation_id: str) -> Resp
         if not is_htmx(request):
             return await organisations_page(request, page, failed={organisation_id: problem}, status_code=problem.status)
         organisation = await api.get(f"/api/organisations/{organisation_id}", token=page.token)
-        return render(request, page, "coord/_organisation.html", status_code=swap_status(problem),
-                      organisation=organisation, problem=problem, **_labels())
+        return render(request, page, "coord/_organisation.html", status_code=refusal_status(problem, request),
+                      organisation=organisation, problem=problem)
     if is_htmx(request):
-        return render(request, page, "coord/_organisation.html", organisation=organisation, problem=None, **_labels())
+        return render(request, page, "coord/_organisation.html", organisation=organisation, problem=None)
     return redirect(request, "/coord/organisations")
 
 
@@ -402,7 +330,7 @@ async def pairings_page(
     if partial:
         choices = await _pairing_choices(api, page, scope)
         return render(request, page, "coord/_pairing_form.html", status_code=status_code, form=form, errors=errors,
-                      problem=problem, choices=choices, region=scope, **_labels())
+                      problem=problem, choices=choices, region=scope)
     listed, choices = await asyncio.gather(
         api.get("/api/pairings", token=page.token, params={"region": scope, "status": status, "limit": 200}),
         _pairing_choices(api, page, scope),
@@ -411,13 +339,13 @@ async def pairings_page(
                          region=scope)
     return render(request, page, "coord/pairings.html", status_code=status_code, pairings=listed["items"],
                   organisations=names, choices=choices, form=form, errors=errors, problem=problem, region=scope,
-                  status=status, problems=failed or {}, **_labels())
+                  status=status, problems=failed or {})
 
 
 @router.get("/coord/pairings", response_class=HTMLResponse)
 async def pairings(request: Request, page: SignedIn, region: str = "", status: str = "") -> Response:
     governor(page)
-    return await pairings_page(request, page, region=region, status=status if status in PAIRING_STATUS_LABELS else "")
+    return await pairings_page(request, page, region=region, status=status if status in PAIRING_STATUS else "")
 
 
 @router.post("/coord/pairings", response_class=HTMLResponse)
@@ -437,9 +365,8 @@ async def create_pairing(
     except ApiProblem as problem:
         if problem.status == 401:
             raise
-        htmx = is_htmx(request)
-        return await pairings_page(request, page, form=form, problem=problem, partial=htmx,
-                                   status_code=swap_status(problem) if htmx else problem.status)
+        return await pairings_page(request, page, form=form, problem=problem, partial=is_htmx(request),
+                                   status_code=refusal_status(problem, request))
     return redirect(request, "/coord/pairings")
 
 
@@ -459,8 +386,8 @@ async def end_pairing(request: Request, page: SignedIn, pairing_id: str) -> Resp
     if not is_htmx(request):
         return redirect(request, "/coord/pairings")
     organisations = await lookup(api, page.token, "/api/organisations", [pairing["organisation_id"]])
-    return render(request, page, "coord/_pairing.html", status_code=swap_status(problem) if problem else 200,
-                  pairing=pairing, organisations=organisations, problem=problem, **_labels())
+    return render(request, page, "coord/_pairing.html", status_code=refusal_status(problem, request) if problem else 200,
+                  pairing=pairing, organisations=organisations, problem=problem)
 
 
 # --- one match: history, deliveries, follow-up visits, cancelling --------------------------------
@@ -475,7 +402,6 @@ async def match_page(
         "follow_up": follow_up or {"visited_on": date.today().isoformat(), "note": ""},
         "follow_up_problem": follow_up_problem,
         "errors": follow_up_problem.field_errors() if follow_up_problem else {},
-        **_labels(),
     }
     if partial:
         return render(request, page, "coord/_follow_up_form.html", status_code=status_code, match={"id": match_id}, **values)
@@ -511,9 +437,9 @@ async def record_follow_up(
     except ApiProblem as problem:
         if problem.status == 401:
             raise
-        htmx = is_htmx(request)
-        return await match_page(request, page, match_id, follow_up=sent, follow_up_problem=problem, partial=htmx,
-                                status_code=swap_status(problem) if htmx else problem.status)
+        return await match_page(request, page, match_id, follow_up=sent, follow_up_problem=problem,
+                                partial=is_htmx(request),
+                                status_code=refusal_status(problem, request))
     # htmx reloads the page by HX-Redirect: a fragment alone would only scroll the page as it was.
     return redirect(request, f"/coord/matches/{match_id}" + ("" if is_htmx(request) else "#follow-ups"))
 

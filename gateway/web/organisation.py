@@ -12,15 +12,28 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from gateway.web import i18n
 from gateway.web.api import ApiProblem, PublicApi
+from gateway.web.forms import (
+    NOT_FOR_THE_FORM,
+    form_text,
+    form_texts,
+    idempotency_headers,
+    is_htmx,
+    not_allowed,
+    plain_amount,
+    refusal_status,
+    require_role,
+    split_problem,
+)
+from gateway.web.i18n import N_
+from gateway.web.labels import MATCH_STATUS, OFFER_STATUS
 from gateway.web.pages import public_api
 from gateway.web.render import redirect, render
 from gateway.web.session import PageContext, SignedIn
@@ -28,7 +41,6 @@ from services.common.identity import Role
 from services.common.vocabulary import UNITS_BY_KIND, BeneficiaryGroup, Kind
 
 router = APIRouter(include_in_schema=False)
-N_ = i18n.N_
 
 NEEDS_PAGE_SIZE = 20
 OFFERS_PAGE_SIZE = 50
@@ -36,20 +48,6 @@ MATCHES_PAGE_SIZE = 30
 CANDIDATES_LIMIT = 20
 MY_OFFERS_LIMIT = 200
 
-OFFER_STATUS_LABELS = {
-    "active": N_("Open for pledges"), "paused": N_("Paused"), "withdrawn": N_("Withdrawn"), "exhausted": N_("Used up"),
-}
-MATCH_STATUS_LABELS = {
-    "proposed": N_("Awaiting approval"), "approving": N_("Being approved"), "approved": N_("Approved"),
-    "failed": N_("Approval failed"), "rejected": N_("Rejected"), "cancelled": N_("Cancelled"),
-    "superseded": N_("Superseded"), "delivered": N_("Delivered"), "received": N_("Receipt confirmed by the village"),
-    "cancelling": N_("Being cancelled"),
-}
-ORIGIN_LABELS = {"run": N_("Match run"), "coordinator": N_("Coordinator's proposal"), "pledge": N_("Our pledge")}
-RULE_LABELS = {
-    "proximity": N_("Distance"), "coverage": N_("Coverage"), "urgency": N_("Urgency"), "deadline": N_("Deadline"),
-    "pairing": N_("Pairing"), "grade": N_("Grade"), "equity": N_("Equity"), "beneficiaries": N_("Beneficiaries"),
-}
 # Fields of the offer form that show their own message; the API's other messages go above the form.
 OFFER_FORM_FIELDS = frozenset({
     "title", "description", "categories", "kind", "unit", "quantity", "region_codes", "radius_km", "lat", "lon",
@@ -63,82 +61,15 @@ SKILL_SEPARATORS = ",，、;；\n"
 
 # --- helpers -----------------------------------------------------------------------------------
 
+MEMBERS_ONLY = N_("These pages are for members of an organisation.")
+
+
 def _organisation_of(page: PageContext) -> str:
-    """The member's organisation id; other roles have their own pages."""
-    principal = page.principal
-    if principal is None or principal.role != Role.ORG_MEMBER or not principal.organisation_id:
-        raise ApiProblem(403, title=i18n.gettext("Not allowed"),
-                         detail=i18n.gettext("These pages are for members of an organisation."))
+    """The member's organisation id."""
+    principal = require_role(page, {Role.ORG_MEMBER}, MEMBERS_ONLY)
+    if not principal.organisation_id:
+        raise not_allowed(MEMBERS_ONLY)
     return str(principal.organisation_id)
-
-
-def _is_htmx(request: Request) -> bool:
-    return bool(request.headers.get("hx-request"))
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _texts(form: FormData, name: str) -> list[str]:
-    return [value.strip() for value in form.getlist(name) if isinstance(value, str) and value.strip()]
-
-
-def plain_amount(value: Any) -> str:
-    """'45.00' → '45', '12.50' → '12.5': an amount as a person would type it into a field."""
-    if value is None or value == "":
-        return ""
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return str(value)
-    text = format(amount.normalize(), "f")
-    return text
-
-
-def _idempotency_key(form: FormData) -> dict[str, str]:
-    key = _text(form, "idempotency_key")
-    return {"Idempotency-Key": key} if key and len(key) <= 100 else {}
-
-
-def _split_errors(problem: ApiProblem | None, inline: frozenset[str]) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """The API's field messages keyed by the form field they belong to ('categories.0' → 'categories'),
-    and the rest, to be listed above the form."""
-    if problem is None:
-        return {}, []
-    by_field: dict[str, str] = {}
-    others: list[dict[str, str]] = []
-    for error in problem.errors:
-        root = str(error.get("field", "")).split(".")[0]
-        if root in inline:
-            by_field.setdefault(root, error.get("message", ""))
-        else:
-            others.append(error)
-    return by_field, others
-
-
-def _status_of(problem: ApiProblem, request: Request) -> int:
-    """The refusal's own status for a plain form; for htmx, which swaps only 409 and 422 answers, a refusal
-    of another kind (403, 404…) comes back as 409 so that the form shows it."""
-    if problem.status in (409, 422):
-        return problem.status
-    return 409 if _is_htmx(request) else problem.status
-
-
-async def _gather_needs(api: PublicApi, token: str | None, need_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each need by id, concurrently; one the user may not see (or gone) is left out."""
-    unique = list(dict.fromkeys(need_ids))
-    found = await asyncio.gather(*(api.get(f"/api/needs/{need_id}", token=token) for need_id in unique),
-                                 return_exceptions=True)
-    needs: dict[str, dict[str, Any]] = {}
-    for need_id, result in zip(unique, found, strict=True):
-        if isinstance(result, ApiProblem):
-            continue
-        if isinstance(result, BaseException):
-            raise result
-        needs[need_id] = result
-    return needs
 
 
 async def _my_offers(api: PublicApi, page: PageContext, org_id: str, **params: Any) -> list[dict[str, Any]]:
@@ -210,7 +141,7 @@ async def _offers_page(
                 if offer_id not in withdrawable and state.get("problem")]
     return render(
         request, page, "org/offers.html", status_code=status_code, organisation=organisation, offers=offers["items"],
-        next_cursor=offers["next_cursor"], status=status, cursor=cursor, offer_statuses=OFFER_STATUS_LABELS,
+        next_cursor=offers["next_cursor"], status=status, cursor=cursor, 
         published=published, withdrawn=withdrawn, withdraw_forms=withdraw_forms, problems=problems,
     )
 
@@ -219,7 +150,7 @@ async def _offers_page(
 async def offers_list(
     request: Request, page: SignedIn, status: str = "", cursor: str = "", published: str = "", withdrawn: str = "",
 ) -> Response:
-    return await _offers_page(request, page, status=status if status in OFFER_STATUS_LABELS else "", cursor=cursor,
+    return await _offers_page(request, page, status=status if status in OFFER_STATUS else "", cursor=cursor,
                               published=published, withdrawn=withdrawn)
 
 
@@ -228,12 +159,12 @@ def _offer_form_values(form: FormData | None = None) -> dict[str, Any]:
         return {"title": "", "description": "", "categories": [], "kind": "", "unit": "", "quantity": "",
                 "region_codes": [], "radius_km": "", "lat": "", "lon": "", "available_from": date.today().isoformat(),
                 "available_until": "", "beneficiary_groups": [], "skills": "", "idempotency_key": uuid.uuid4().hex}
-    values: dict[str, Any] = {name: _text(form, name) for name in (
+    values: dict[str, Any] = {name: form_text(form, name) for name in (
         "title", "description", "kind", "unit", "quantity", "radius_km", "lat", "lon", "available_from",
         "available_until", "skills", "idempotency_key")}
-    values["categories"] = _texts(form, "categories")
-    values["beneficiary_groups"] = _texts(form, "beneficiary_groups")
-    values["region_codes"] = list(dict.fromkeys(_texts(form, "region_codes")))
+    values["categories"] = form_texts(form, "categories")
+    values["beneficiary_groups"] = form_texts(form, "beneficiary_groups")
+    values["region_codes"] = list(dict.fromkeys(form_texts(form, "region_codes")))
     values["idempotency_key"] = values["idempotency_key"] or uuid.uuid4().hex
     return values
 
@@ -264,8 +195,8 @@ def _render_offer_form(
     request: Request, page: PageContext, values: dict[str, Any], problem: ApiProblem | None = None,
     status_code: int = 200,
 ) -> Response:
-    errors, other_errors = _split_errors(problem, OFFER_FORM_FIELDS)
-    template = "org/_offer_form.html" if _is_htmx(request) else "org/offer_form.html"
+    errors, other_errors = split_problem(problem, OFFER_FORM_FIELDS)
+    template = "org/_offer_form.html" if is_htmx(request) else "org/offer_form.html"
     return render(request, page, template, status_code=status_code, values=values, errors=errors,
                   other_errors=other_errors, problem=problem, groups=list(BeneficiaryGroup),
                   units_by_kind=UNITS_BY_KIND, kind_units=_units_of(values["kind"]))
@@ -301,11 +232,11 @@ async def offer_create(request: Request, page: SignedIn) -> Response:
     values = _offer_form_values(form)
     try:
         offer = await public_api(request).post("/api/offers", token=page.token, json=_offer_payload(org_id, values),
-                                               headers=_idempotency_key(form))
+                                               headers=idempotency_headers(form))
     except ApiProblem as problem:
-        if problem.status in (401, 500, 502, 503, 504):
+        if problem.status in NOT_FOR_THE_FORM:
             raise
-        return _render_offer_form(request, page, values, problem, status_code=_status_of(problem, request))
+        return _render_offer_form(request, page, values, problem, status_code=refusal_status(problem, request))
     return redirect(request, f"/org/offers?published={offer['id']}")
 
 
@@ -313,21 +244,21 @@ async def offer_create(request: Request, page: SignedIn) -> Response:
 async def offer_withdraw(request: Request, page: SignedIn, offer_id: uuid.UUID) -> Response:
     _organisation_of(page)
     form = await request.form()
-    reason = _text(form, "reason")
+    reason = form_text(form, "reason")
     api = public_api(request)
     try:
         await api.post(f"/api/offers/{offer_id}/withdraw", token=page.token, json={"reason": reason})
     except ApiProblem as problem:
-        if problem.status in (401, 500, 502, 503, 504):
+        if problem.status in NOT_FOR_THE_FORM:
             raise
-        errors, other_errors = _split_errors(problem, REASON_FORM_FIELDS)
+        errors, other_errors = split_problem(problem, REASON_FORM_FIELDS)
         state = {"reason": reason, "errors": errors, "other_errors": other_errors, "problem": problem, "open": True}
-        if _is_htmx(request):
+        if is_htmx(request):
             offer = await api.get(f"/api/offers/{offer_id}", token=page.token)
-            return render(request, page, "org/_withdraw_form.html", status_code=_status_of(problem, request), offer=offer,
+            return render(request, page, "org/_withdraw_form.html", status_code=refusal_status(problem, request), offer=offer,
                           form=state)
         return await _offers_page(request, page, withdraw_forms={str(offer_id): state},
-                                  status_code=_status_of(problem, request))
+                                  status_code=refusal_status(problem, request))
     return redirect(request, f"/org/offers?withdrawn={offer_id}")
 
 
@@ -363,7 +294,7 @@ async def needs_browse(
             found: dict[str, Any] = await api.get("/api/candidates", token=page.token,
                                                   params={"offer_id": offer_id, "limit": CANDIDATES_LIMIT})
         except ApiProblem as problem:
-            if problem.status in (401, 500, 502, 503, 504):
+            if problem.status in NOT_FOR_THE_FORM:
                 raise
             return problem
         return found
@@ -387,7 +318,8 @@ async def needs_browse(
     if isinstance(ranked, dict):
         items = ranked["items"]
         known = {need["id"]: need for need in listed_needs}
-        fetched = await _gather_needs(api, page.token, [item["need_id"] for item in items if item["need_id"] not in known])
+        fetched = await api.get_each("/api/needs", [item["need_id"] for item in items if item["need_id"] not in known],
+                                     token=page.token)
         known.update(fetched)
         best = [(known[item["need_id"]], item) for item in items
                 if item["need_id"] in known and _need_fits_filters(known[item["need_id"]], filters)]
@@ -401,7 +333,7 @@ async def needs_browse(
         request, page, "org/needs.html", filters=filters, offer_id=offer_id, chosen_offer=chosen,
         my_offers=[offer for offer in my_offers if offer["status"] in ("active", "paused")], best=best, others=others,
         next_cursor=next_cursor, cursor=cursor, problem=problem, pledge_forms=pledge_forms,
-        candidates_asked=isinstance(ranked, dict), rule_labels=RULE_LABELS,
+        candidates_asked=isinstance(ranked, dict),
         why_none=ranked.get("why_none") if isinstance(ranked, dict) else None, has_offers=bool(pledgeable),
     )
 
@@ -412,32 +344,32 @@ async def pledge(request: Request, page: SignedIn, need_id: uuid.UUID) -> Respon
     org_id = _organisation_of(page)
     form = await request.form()
     api = public_api(request)
-    offer_id, quantity, note = _text(form, "offer_id"), _text(form, "quantity"), _text(form, "note")
+    offer_id, quantity, note = form_text(form, "offer_id"), form_text(form, "quantity"), form_text(form, "note")
     body: dict[str, Any] = {"need_id": str(need_id), "offer_id": offer_id, "quantity": quantity}
     if note:
         body["note"] = note
     problem: ApiProblem | None = None
     match: dict[str, Any] | None = None
     try:
-        match = await api.post("/api/matches", token=page.token, json=body, headers=_idempotency_key(form))
+        match = await api.post("/api/matches", token=page.token, json=body, headers=idempotency_headers(form))
     except ApiProblem as refused:
-        if refused.status in (401, 500, 502, 503, 504):
+        if refused.status in NOT_FOR_THE_FORM:
             raise
         problem = refused
-    if match is not None and not _is_htmx(request):
+    if match is not None and not is_htmx(request):
         return redirect(request, f"/org/matches?pledged={match['id']}")
     need, my_offers = await asyncio.gather(api.get(f"/api/needs/{need_id}", token=page.token),
                                            _my_offers(api, page, org_id))
     state = _pledge_form_values(need, _pledgeable(my_offers), chosen_offer=offer_id)
     if problem is not None:
-        errors, other_errors = _split_errors(problem, PLEDGE_FORM_FIELDS)
+        errors, other_errors = split_problem(problem, PLEDGE_FORM_FIELDS)
         state.update(quantity=quantity, note=note, errors=errors, other_errors=other_errors, problem=problem)
         if offer_id:
             state["offer_id"] = offer_id
     else:
         state["pledged"] = match
-    status_code = _status_of(problem, request) if problem is not None else 201
-    if _is_htmx(request):
+    status_code = refusal_status(problem, request) if problem is not None else 201
+    if is_htmx(request):
         return render(request, page, "org/_pledge_form.html", status_code=status_code, form=state)
     return render(request, page, "org/pledge.html", status_code=status_code, need=need, form=state)
 
@@ -474,7 +406,7 @@ async def _matches_page(
         _my_offers(api, page, org_id),
     )
     items: list[dict[str, Any]] = matches["items"]
-    needs = await _gather_needs(api, page.token, [match["need_id"] for match in items])
+    needs = await api.get_each("/api/needs", [match["need_id"] for match in items], token=page.token)
     offers = {offer["id"]: offer for offer in my_offers}
     forms = forms or {}
     delivery_forms = {match["id"]: forms.get(f"delivery:{match['id']}") or _delivery_form_values(match)
@@ -486,8 +418,8 @@ async def _matches_page(
     problems = [state["problem"] for key, state in forms.items() if key not in shown and state.get("problem")]
     return render(
         request, page, "org/matches.html", status_code=status_code, matches=items, needs=needs, offers=offers,
-        next_cursor=matches["next_cursor"], status=status, cursor=cursor, match_statuses=MATCH_STATUS_LABELS,
-        origins=ORIGIN_LABELS, delivery_forms=delivery_forms, cancel_forms=cancel_forms, flash=flash or {},
+        next_cursor=matches["next_cursor"], status=status, cursor=cursor, 
+        delivery_forms=delivery_forms, cancel_forms=cancel_forms, flash=flash or {},
         problems=problems,
     )
 
@@ -499,7 +431,7 @@ async def matches_list(
 ) -> Response:
     flash = {name: value for name, value in (("pledged", pledged), ("delivered", delivered), ("cancelled", cancelled))
              if value}
-    return await _matches_page(request, page, status=status if status in MATCH_STATUS_LABELS else "", cursor=cursor,
+    return await _matches_page(request, page, status=status if status in MATCH_STATUS else "", cursor=cursor,
                                flash=flash)
 
 
@@ -507,24 +439,24 @@ async def matches_list(
 async def record_delivery(request: Request, page: SignedIn, match_id: uuid.UUID) -> Response:
     _organisation_of(page)
     form = await request.form()
-    values = {name: _text(form, name) for name in ("quantity", "delivered_on", "note")}
+    values = {name: form_text(form, name) for name in ("quantity", "delivered_on", "note")}
     body = {"quantity": values["quantity"], "delivered_on": values["delivered_on"], "note": values["note"]}
     api = public_api(request)
     try:
         await api.post(f"/api/matches/{match_id}/deliveries", token=page.token, json=body,
-                       headers=_idempotency_key(form))
+                       headers=idempotency_headers(form))
     except ApiProblem as problem:
-        if problem.status in (401, 500, 502, 503, 504):
+        if problem.status in NOT_FOR_THE_FORM:
             raise
-        errors, other_errors = _split_errors(problem, DELIVERY_FORM_FIELDS)
+        errors, other_errors = split_problem(problem, DELIVERY_FORM_FIELDS)
         state = {**values, "errors": errors, "other_errors": other_errors, "problem": problem,
                  "idempotency_key": uuid.uuid4().hex}
-        if _is_htmx(request):
+        if is_htmx(request):
             match = await api.get(f"/api/matches/{match_id}", token=page.token)
-            return render(request, page, "org/_delivery_form.html", status_code=_status_of(problem, request), match=match,
+            return render(request, page, "org/_delivery_form.html", status_code=refusal_status(problem, request), match=match,
                           form=state)
         return await _matches_page(request, page, forms={f"delivery:{match_id}": state},
-                                   status_code=_status_of(problem, request))
+                                   status_code=refusal_status(problem, request))
     return redirect(request, f"/org/matches?delivered={match_id}")
 
 
@@ -532,20 +464,20 @@ async def record_delivery(request: Request, page: SignedIn, match_id: uuid.UUID)
 async def cancel_pledge(request: Request, page: SignedIn, match_id: uuid.UUID) -> Response:
     _organisation_of(page)
     form = await request.form()
-    reason = _text(form, "reason")
+    reason = form_text(form, "reason")
     api = public_api(request)
     try:
         await api.post(f"/api/matches/{match_id}/cancel", token=page.token, json={"reason": reason},
-                       headers=_idempotency_key(form))
+                       headers=idempotency_headers(form))
     except ApiProblem as problem:
-        if problem.status in (401, 500, 502, 503, 504):
+        if problem.status in NOT_FOR_THE_FORM:
             raise
-        errors, other_errors = _split_errors(problem, REASON_FORM_FIELDS)
+        errors, other_errors = split_problem(problem, REASON_FORM_FIELDS)
         state = {"reason": reason, "errors": errors, "other_errors": other_errors, "problem": problem, "open": True}
-        if _is_htmx(request):
+        if is_htmx(request):
             match = await api.get(f"/api/matches/{match_id}", token=page.token)
-            return render(request, page, "org/_cancel_form.html", status_code=_status_of(problem, request), match=match,
+            return render(request, page, "org/_cancel_form.html", status_code=refusal_status(problem, request), match=match,
                           form=state)
         return await _matches_page(request, page, forms={f"cancel:{match_id}": state},
-                                   status_code=_status_of(problem, request))
+                                   status_code=refusal_status(problem, request))
     return redirect(request, f"/org/matches?cancelled={match_id}")

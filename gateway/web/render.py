@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from gateway.web import i18n, regions
+from gateway.web import i18n, labels, regions
 from gateway.web.session import PageContext, remember_browser
 from services.common.identity import Principal, Role
 from services.common.vocabulary import CATEGORY_LABELS, GROUP_LABELS, KIND_LABELS, UNIT_LABELS, Category, Kind
@@ -18,10 +18,6 @@ from services.common.vocabulary import CATEGORY_LABELS, GROUP_LABELS, KIND_LABEL
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 N_ = i18n.N_
 
-ROLE_LABELS = {
-    Role.OFFICER: N_("Village officer"), Role.ORG_MEMBER: N_("Organisation member"),
-    Role.COORDINATOR: N_("Coordinator"), Role.ADMIN: N_("Admin"), Role.SERVICE: N_("Service"),
-}
 # Each role's pages, in the order of its work. Labels are message ids, translated where shown.
 NAV_LINKS: dict[Role, list[tuple[str, str]]] = {
     Role.OFFICER: [("/village/needs", N_("My village's needs")), ("/village/matches", N_("Matches and receipts"))],
@@ -38,10 +34,6 @@ NAV_LINKS: dict[Role, list[tuple[str, str]]] = {
 
 def nav_links(principal: Principal) -> list[tuple[str, str]]:
     return NAV_LINKS.get(principal.role, [])
-
-
-def role_label(role: Role | str) -> str:
-    return ROLE_LABELS.get(Role(role), str(role))
 
 
 def _vocabulary_label(labels: dict[Any, Any], value: str | None) -> str:
@@ -90,11 +82,12 @@ def _environment() -> Environment:
     env.filters.update(
         money=i18n.money, number=i18n.number, date=i18n.format_date, datetime=i18n.format_datetime,
         category=category_label, kind=kind_label, unit=unit_label, group=group_label, quantity=_quantity,
-        region=regions.describe,
+        region=regions.describe, label=labels.label,
     )
     env.globals.update(
         categories=list(Category), kinds=list(Kind), units=list(UNIT_LABELS), query=_query,
-        region_path=regions.path_of, nav_links=nav_links, role_label=role_label,
+        region_path=regions.path_of, nav_links=nav_links,
+        vocabularies=labels.VOCABULARIES,
     )
     return env
 

@@ -17,15 +17,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from gateway.web import charts, i18n, regions
 from gateway.web.api import ApiProblem, PublicApi
+from gateway.web.forms import GOVERNORS, require_role, split_problem
 from gateway.web.i18n import N_
 from gateway.web.pages import public_api
 from gateway.web.render import render
 from gateway.web.session import PageContext, SignedIn
-from services.common.identity import Role
 
 router = APIRouter(include_in_schema=False)
 
-GOVERNORS = frozenset({Role.COORDINATOR, Role.ADMIN})
 FORMATS = ("csv", "xlsx")
 # The API's refusals of a period or a region are shown next to the form's fields.
 PERIOD_FIELDS = frozenset({"region", "from", "to"})
@@ -39,26 +38,12 @@ DELIVERED = N_("Value delivered")
 
 
 def _governor(page: PageContext) -> None:
-    if page.principal is None or page.principal.role not in GOVERNORS:
-        raise ApiProblem(403, title=i18n.gettext("Not allowed"),
-                         detail=i18n.gettext("Reports are for coordinators and admins."))
+    require_role(page, GOVERNORS, N_("Reports are for coordinators and admins."))
 
 
 def _region(value: str) -> str | None:
     value = value.strip()
     return value if value else None
-
-
-def _field_errors(problem: ApiProblem, fields: frozenset[str]) -> tuple[dict[str, str], list[dict[str, str]]]:
-    by_field: dict[str, str] = {}
-    others: list[dict[str, str]] = []
-    for error in problem.errors:
-        name = str(error.get("field", "")).split(".")[-1]
-        if name in fields:
-            by_field.setdefault(name, error.get("message", ""))
-        else:
-            others.append(error)
-    return by_field, others
 
 
 def _series() -> list[charts.Series]:
@@ -111,7 +96,7 @@ async def report_page(request: Request, page: SignedIn, region: str = "") -> Res
     except ApiProblem as problem:
         if problem.status not in REFUSALS_SHOWN:
             raise
-        errors, others = _field_errors(problem, PERIOD_FIELDS)
+        errors, others = split_problem(problem, PERIOD_FIELDS)
         return render(request, page, "reports/summary.html", status_code=problem.status, report=None, form=form, errors=errors,
                       other_errors=others, problem=problem, download={})
     form = {"region": report["region"], "from": report["date_from"], "to": report["date_to"]}
@@ -136,7 +121,7 @@ async def years_page(request: Request, page: SignedIn, region: str = "", from_ye
     except ApiProblem as problem:
         if problem.status not in REFUSALS_SHOWN:
             raise
-        errors, others = _field_errors(problem, YEARS_FIELDS)
+        errors, others = split_problem(problem, YEARS_FIELDS)
         return render(request, page, "reports/years.html", status_code=problem.status, report=None, form=form, errors=errors,
                       other_errors=others, problem=problem, download={})
     form = {"region": report["region"], "from_year": report["from_year"], "to_year": report["to_year"]}

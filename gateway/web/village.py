@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,7 +18,17 @@ from starlette.datastructures import FormData
 
 from gateway.web import i18n
 from gateway.web.api import ApiProblem, PublicApi
+from gateway.web.forms import (
+    form_text,
+    idempotency_headers,
+    is_htmx,
+    not_allowed,
+    plain_amount,
+    require_role,
+    split_problem,
+)
 from gateway.web.i18n import N_
+from gateway.web.labels import MATCH_STATUS, NEED_STATUS
 from gateway.web.pages import public_api, safe_next
 from gateway.web.render import category_label, kind_label, redirect, render
 from gateway.web.session import PageContext, SignedIn
@@ -29,19 +38,6 @@ from services.common.vocabulary import UNITS_BY_KIND, BeneficiaryGroup, Category
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 20
-NEED_STATUSES: dict[str, str] = {
-    "draft": N_("Draft"), "open": N_("Open"), "fulfilled": N_("Fulfilled"), "closed": N_("Closed"),
-    "cancelled": N_("Cancelled"),
-}
-MATCH_STATUSES: dict[str, str] = {
-    "proposed": N_("Proposed"), "approving": N_("Approving"), "approved": N_("Approved"), "failed": N_("Failed"),
-    "rejected": N_("Rejected"), "cancelled": N_("Cancelled"), "superseded": N_("Superseded"),
-    "delivered": N_("Delivered"), "received": N_("Received"), "cancelling": N_("Cancelling"),
-}
-HISTORY_OPS: dict[str, str] = {
-    "created": N_("Posted"), "updated": N_("Changed"), "closed": N_("Closed"), "cancelled": N_("Cancelled"),
-    "committed": N_("Committed by a match"), "released": N_("Commitment released"), "delivered": N_("Delivery recorded"),
-}
 FIELD_LABELS: dict[str, str] = {
     "title": N_("Title"), "description": N_("Description"), "category": N_("Category"), "kind": N_("Kind"),
     "unit": N_("Unit"), "quantity": N_("Quantity"), "committed": N_("Committed"), "delivered": N_("Delivered"),
@@ -65,44 +61,15 @@ SKILL_SEPARATORS = re.compile(r"[,，、;；\n]+")
 
 # --- helpers --------------------------------------------------------------------------------------
 
+OFFICERS_ONLY = N_("These pages are for village officers.")
+
+
 def _officer(page: PageContext) -> str:
-    """The village the pages are about; other roles have their own pages."""
-    principal = page.principal
-    if principal is None or principal.role is not Role.OFFICER or not principal.village_code:
-        raise ApiProblem(403, title=i18n.gettext("Not allowed"),
-                         detail=i18n.gettext("These pages are for village officers."))
+    """The village the pages are about."""
+    principal = require_role(page, {Role.OFFICER}, OFFICERS_ONLY)
+    if not principal.village_code:
+        raise not_allowed(OFFICERS_ONLY)
     return principal.village_code
-
-
-def _is_htmx(request: Request) -> bool:
-    return bool(request.headers.get("hx-request"))
-
-
-def _plain_amount(value: Any) -> str:
-    """'180000.00' → '180000' for a form field (the API sends two decimals)."""
-    if value in (None, ""):
-        return ""
-    try:
-        return format(Decimal(str(value)).normalize(), "f")
-    except InvalidOperation:
-        return str(value)
-
-
-def _split_problem(problem: ApiProblem, fields: Iterable[str], rename: dict[str, str] | None = None
-                   ) -> tuple[dict[str, str], list[str]]:
-    """The API's messages: those naming a field of the form go next to it, the others above the form."""
-    known = set(fields)
-    placed: dict[str, str] = {}
-    others: list[str] = []
-    for error in problem.errors:
-        top = str(error.get("field", "body")).split(".")[0]
-        top = (rename or {}).get(top, top)
-        message = str(error.get("message", ""))
-        if top in known:
-            placed.setdefault(top, message)
-        else:
-            others.append(message)
-    return placed, others
 
 
 def _units_by_kind() -> list[tuple[str, tuple[str, ...]]]:
@@ -117,11 +84,7 @@ def _units_of(kind: str | None) -> tuple[str, ...]:
 
 
 def _form_values(form: FormData) -> dict[str, Any]:
-    def text(name: str) -> str:
-        value = form.get(name)
-        return value.strip() if isinstance(value, str) else ""
-
-    values: dict[str, Any] = {name: text(name) for name in NEED_FORM_FIELDS - {"beneficiary_groups"}}
+    values: dict[str, Any] = {name: form_text(form, name) for name in NEED_FORM_FIELDS - {"beneficiary_groups"}}
     values["beneficiary_groups"] = [value for value in form.getlist("beneficiary_groups") if isinstance(value, str)]
     return values
 
@@ -129,7 +92,7 @@ def _form_values(form: FormData) -> dict[str, Any]:
 def _need_values(need: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": need["title"], "description": need["description"], "category": need["category"],
-        "kind": need["kind"], "unit": need["unit"], "quantity": _plain_amount(need["quantity"]),
+        "kind": need["kind"], "unit": need["unit"], "quantity": plain_amount(need["quantity"]),
         "beneficiaries": str(need["beneficiaries"]), "beneficiary_groups": list(need["beneficiary_groups"]),
         "urgency": str(need["urgency"]), "needed_by": need["needed_by"], "skills": "、".join(need["skills"]),
     }
@@ -153,24 +116,13 @@ def _need_body(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _common() -> dict[str, Any]:
-    """What the village templates share: choices (labelled in the page's language) and status labels."""
+    """What the village templates share: choices, labelled in the page's language."""
     return {
         "category_options": [(category.value, category_label(category.value)) for category in Category],
         "kind_options": [(kind.value, kind_label(kind.value)) for kind in Kind],
         "groups": [group.value for group in BeneficiaryGroup], "urgencies": URGENCY, "units_by_kind": _units_by_kind(),
-        "units_of": _units_of, "plain_amount": _plain_amount, "need_statuses": NEED_STATUSES,
-        "match_statuses": MATCH_STATUSES, "history_ops": HISTORY_OPS, "field_labels": FIELD_LABELS,
+        "units_of": _units_of, "plain_amount": plain_amount, "field_labels": FIELD_LABELS,
     }
-
-
-async def _optional(call: Any) -> Any:
-    """A lookup that may be refused (an organisation not yet verified is not shown to villages): None then."""
-    try:
-        return await call
-    except ApiProblem as problem:
-        if problem.status in (403, 404):
-            return None
-        raise
 
 
 async def _need_with_etag(api: PublicApi, page: PageContext, need_id: uuid.UUID) -> tuple[dict[str, Any], str]:
@@ -193,7 +145,7 @@ async def village_home(request: Request, page: SignedIn) -> Response:
 async def needs_list(request: Request, page: SignedIn, status: str = "", cursor: str = "") -> Response:
     village = _officer(page)
     api = public_api(request)
-    status = status if status in NEED_STATUSES else ""
+    status = status if status in NEED_STATUS else ""
     needs, duplicates = await asyncio.gather(
         # Every officer may read all open needs: the list asks for their village's only (its 12-digit code).
         api.get("/api/needs", token=page.token,
@@ -225,15 +177,14 @@ async def post_need(request: Request, page: SignedIn) -> Response:
     values = _form_values(form)
     post_as = form.get("status")
     body = _need_body(values) | {"village_code": village, "status": "draft" if post_as == "draft" else "open"}
-    key = form.get("idempotency_key")
-    headers = {"Idempotency-Key": key} if isinstance(key, str) and 8 <= len(key) <= 100 else None
     try:
-        need = await public_api(request).post("/api/needs", token=page.token, json=body, headers=headers)
+        need = await public_api(request).post("/api/needs", token=page.token, json=body,
+                                              headers=idempotency_headers(form))
     except ApiProblem as problem:
         if problem.status not in (409, 422):
             raise
-        errors, others = _split_problem(problem, NEED_FORM_FIELDS)
-        template = "village/_need_form.html" if _is_htmx(request) else "village/need_new.html"
+        errors, others = split_problem(problem, NEED_FORM_FIELDS)
+        template = "village/_need_form.html" if is_htmx(request) else "village/need_new.html"
         return render(request, page, template, status_code=problem.status, values=values, errors=errors,
                       problem=problem, others=others, village_code=village, idempotency_key=uuid.uuid4().hex,
                       **_common())
@@ -275,8 +226,7 @@ async def edit_need(request: Request, page: SignedIn, need_id: uuid.UUID) -> Res
     village = _officer(page)
     form = await request.form()
     values = _form_values(form)
-    version = form.get("version")
-    version = version if isinstance(version, str) else ""
+    version = form_text(form, "version")
     body = _need_body(values)
     original_date = form.get("original_needed_by")
     if body.get("needed_by") == original_date:
@@ -287,9 +237,9 @@ async def edit_need(request: Request, page: SignedIn, need_id: uuid.UUID) -> Res
     except ApiProblem as problem:
         if problem.status not in (409, 412, 422, 428):
             raise
-        errors, others = _split_problem(problem, NEED_FORM_FIELDS)
+        errors, others = split_problem(problem, NEED_FORM_FIELDS)
         status_code = 422 if problem.status == 422 else 409
-        if _is_htmx(request):
+        if is_htmx(request):
             return render(request, page, "village/_need_form.html", status_code=status_code, values=values,
                           errors=errors, problem=problem, others=others, village_code=village, version=version,
                           need_id=need_id, original_needed_by=original_date or "", idempotency_key="",
@@ -305,8 +255,7 @@ async def change_need_status(request: Request, page: SignedIn, need_id: uuid.UUI
     _officer(page)
     form = await request.form()
     action = form.get("action")
-    reason_value = form.get("reason")
-    reason = reason_value.strip() if isinstance(reason_value, str) else ""
+    reason = form_text(form, "reason")
     api = public_api(request)
     try:
         if action in ("close", "cancel"):
@@ -320,7 +269,7 @@ async def change_need_status(request: Request, page: SignedIn, need_id: uuid.UUI
     except ApiProblem as problem:
         if problem.status not in (409, 412, 422):
             raise
-        errors, _others = _split_problem(problem, STATUS_FORM_FIELDS)
+        errors, _others = split_problem(problem, STATUS_FORM_FIELDS)
         return await _need_page(request, page, need_id, status_code=422 if problem.status == 422 else 409,
                                 action_errors=errors, action_problem=problem, reason=reason)
     return redirect(request, f"/village/needs/{need_id}")
@@ -340,17 +289,12 @@ async def decide_duplicate(request: Request, page: SignedIn, need_id: uuid.UUID)
 # --- matches on my village's needs ----------------------------------------------------------------
 
 async def _lookup_offers(api: PublicApi, page: PageContext, matches: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each match's offer and organisation, each fetched once and all at the same time."""
-    offer_ids = sorted({match["offer_id"] for match in matches})
-    organisation_ids = sorted({match["organisation_id"] for match in matches})
-    found = await asyncio.gather(
-        *(_optional(api.get(f"/api/offers/{offer_id}", token=page.token)) for offer_id in offer_ids),
-        *(_optional(api.get(f"/api/organisations/{org_id}", token=page.token)) for org_id in organisation_ids),
+    """Each match's offer and organisation (an organisation not yet verified is not shown to villages)."""
+    offers, organisations = await asyncio.gather(
+        api.get_each("/api/offers", [match["offer_id"] for match in matches], token=page.token),
+        api.get_each("/api/organisations", [match["organisation_id"] for match in matches], token=page.token),
     )
-    return {
-        "offers": dict(zip(offer_ids, found[:len(offer_ids)], strict=True)),
-        "organisations": dict(zip(organisation_ids, found[len(offer_ids):], strict=True)),
-    }
+    return {"offers": offers, "organisations": organisations}
 
 
 async def _matches_page(
@@ -362,24 +306,23 @@ async def _matches_page(
     listing = await api.get("/api/matches", token=page.token,
                             params={"status": status, "cursor": cursor, "limit": PAGE_SIZE})
     matches: list[dict[str, Any]] = listing["items"]
-    need_ids = sorted({match["need_id"] for match in matches})
     with_deliveries = [match["id"] for match in matches if Decimal(str(match.get("delivered") or 0)) > 0]
     lookups, needs, deliveries = await asyncio.gather(
         _lookup_offers(api, page, matches),
-        asyncio.gather(*(_optional(api.get(f"/api/needs/{need_id}", token=page.token)) for need_id in need_ids)),
+        api.get_each("/api/needs", [match["need_id"] for match in matches], token=page.token),
         asyncio.gather(*(api.get(f"/api/matches/{match_id}/deliveries", token=page.token) for match_id in with_deliveries)),
     )
     return render(
         request, page, "village/matches.html", status_code=status_code, matches=matches,
         next_cursor=listing.get("next_cursor"), status=status, cursor=cursor, offers=lookups,
-        needs=dict(zip(need_ids, needs, strict=True)), deliveries=dict(zip(with_deliveries, deliveries, strict=True)),
+        needs=needs, deliveries=dict(zip(with_deliveries, deliveries, strict=True)),
         receipt=receipt or {}, **_common(),
     )
 
 
 @router.get("/village/matches", response_class=HTMLResponse)
 async def matches_list(request: Request, page: SignedIn, status: str = "", cursor: str = "") -> Response:
-    return await _matches_page(request, page, status=status if status in MATCH_STATUSES else "", cursor=cursor)
+    return await _matches_page(request, page, status=status if status in MATCH_STATUS else "", cursor=cursor)
 
 
 @router.post("/village/matches/{match_id}/receipt", response_class=HTMLResponse)
@@ -387,12 +330,7 @@ async def confirm_receipt(request: Request, page: SignedIn, match_id: uuid.UUID)
     """Confirm what arrived and rate it (1–5): `satisfaction` in the API, `rating` in the form."""
     _officer(page)
     form = await request.form()
-
-    def text(name: str) -> str:
-        value = form.get(name)
-        return value.strip() if isinstance(value, str) else ""
-
-    values = {"quantity": text("quantity"), "rating": text("rating"), "comment": text("comment")}
+    values = {name: form_text(form, name) for name in ("quantity", "rating", "comment")}
     body: dict[str, Any] = {"comment": values["comment"]}
     if values["quantity"]:
         body["quantity"] = values["quantity"]
@@ -404,9 +342,9 @@ async def confirm_receipt(request: Request, page: SignedIn, match_id: uuid.UUID)
     except ApiProblem as problem:
         if problem.status not in (409, 422):
             raise
-        errors, others = _split_problem(problem, RECEIPT_FIELDS, RECEIPT_RENAME)
+        errors, others = split_problem(problem, RECEIPT_FIELDS, RECEIPT_RENAME)
         receipt = {"match_id": str(match_id), "values": values, "errors": errors, "others": others, "problem": problem}
-        if _is_htmx(request):
+        if is_htmx(request):
             match = await api.get(f"/api/matches/{match_id}", token=page.token)
             return render(request, page, "village/_receipt_form.html", status_code=problem.status, match=match,
                           receipt=receipt, **_common())

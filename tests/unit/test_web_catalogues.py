@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
@@ -29,14 +30,20 @@ def _message_ids() -> dict[str, str]:
     return found
 
 
-def _chinese_catalogue() -> dict[str, str]:
-    translated: dict[str, str] = {}
+def _chinese_entries() -> dict[str, dict[str, str]]:
+    """msgid → {catalogue file: its translation}, over every zh catalogue."""
+    entries: dict[str, dict[str, str]] = defaultdict(dict)
     for po_path in sorted((WEB_DIR / "locales" / "zh" / "LC_MESSAGES").glob("*.po")):
         with po_path.open("rb") as po_file:
             for message in read_po(po_file):
                 if message.id and message.string and not message.fuzzy:
-                    translated[str(message.id if isinstance(message.id, str) else message.id[0])] = str(message.string)
-    return translated
+                    msgid = str(message.id if isinstance(message.id, str) else message.id[0])
+                    entries[msgid][po_path.name] = str(message.string)
+    return entries
+
+
+def _chinese_catalogue() -> dict[str, str]:
+    return {msgid: next(iter(by_file.values())) for msgid, by_file in _chinese_entries().items()}
 
 
 def test_every_message_of_the_pages_has_a_chinese_translation() -> None:
@@ -45,6 +52,24 @@ def test_every_message_of_the_pages_has_a_chinese_translation() -> None:
     translated = _chinese_catalogue()
     missing = {msgid: where for msgid, where in used.items() if msgid not in translated}
     assert not missing, f"add these to a zh catalogue under gateway/web/locales: {missing}"
+
+
+def test_no_message_is_translated_differently_in_two_catalogues() -> None:
+    # The catalogues are merged at start: a second translation would silently win over the first.
+    conflicting = {msgid: by_file for msgid, by_file in _chinese_entries().items() if len(set(by_file.values())) > 1}
+    assert not conflicting, f"one translation per message id: {conflicting}"
+
+
+def test_every_message_is_in_one_catalogue_only() -> None:
+    # Shared messages live in core.po, the vocabulary's words (labels.py) in labels.po.
+    repeated = {msgid: sorted(by_file) for msgid, by_file in _chinese_entries().items() if len(by_file) > 1}
+    assert not repeated, f"keep each message id in one catalogue: {repeated}"
+
+
+def test_the_catalogues_hold_no_message_the_pages_no_longer_use() -> None:
+    used = _message_ids()
+    unused = sorted(msgid for msgid in _chinese_entries() if msgid not in used)
+    assert not unused, f"remove these from the zh catalogues: {unused}"
 
 
 def test_the_catalogues_translate_at_run_time() -> None:
