@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import BigInteger, DateTime, MetaData, Numeric, event, text
 from sqlalchemy.engine import Connection, Dialect
@@ -17,7 +18,10 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.util import greenlet_spawn
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -170,6 +174,40 @@ def _refuse_writes_when_read_only(engine: AsyncEngine) -> None:
             raise RuntimeError(f"write in a read-only session: {statement[:80]}")
 
 
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A SELECT compiled once for asyncpg, run on the driver's connection past SQLAlchemy's execution.
+
+    For the hottest reads: a Session, a Connection and the result machinery cost more per request than
+    PostgreSQL's answer. Its rows are the driver's (asyncpg Records), with no SQLAlchemy result
+    processing: select only columns whose processing is a no-op on PostgreSQL (UtcDateTime, Quantity,
+    strings, numbers, UUIDs), or shape them in SQL.
+    """
+
+    sql: str
+    # Per position: the bind's name, its value fixed at compile time, and its type's bind processor.
+    plan: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments, `values` naming the binds left open (e.g. the cursor's)."""
+        arguments = []
+        for name, fixed, process in self.plan:
+            value = values.get(name, fixed)
+            arguments.append(process(value) if process is not None else value)
+        return arguments
+
+
+def compile_for_driver(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None, "a positional dialect (asyncpg)"
+    # What an execution applies to each bound value (a positional dialect has one callable per bind).
+    processors = cast(Mapping[str, Callable[[Any], Any]], compiled._bind_processors)
+    return DriverStatement(
+        compiled.string,
+        tuple((name, compiled.params.get(name), processors.get(name)) for name in compiled.positiontup),
+    )
+
+
 class Database:
     """One service's database: its engine, and factories of sessions that write and sessions that only read."""
 
@@ -219,6 +257,30 @@ class Database:
         """A session for reads only: no write lock on SQLite, no BEGIN/COMMIT on PostgreSQL; writes raise."""
         async with self.read_sessions() as session:
             yield session
+
+    @property
+    def driver_reads(self) -> bool:
+        """Whether driver_connection() is available: PostgreSQL through asyncpg."""
+        return self.engine.dialect.driver == "asyncpg"
+
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[Any]:
+        """A pooled asyncpg connection for reads by DriverStatement, outside any transaction.
+
+        Like a read session on PostgreSQL (autocommit: each statement reads its own snapshot) without
+        the Session, Connection and result machinery: one pool checkout, the query, one checkin. Only
+        reads: a write here would be committed at once, outside any request's commit.
+        """
+        pooled = await self.engine.raw_connection()
+        driver = pooled.driver_connection
+        try:
+            yield driver
+        except BaseException:
+            if driver is None or driver.is_closed():
+                pooled.invalidate()  # a dropped connection goes, not back to the pool
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)  # back to the pool (which may close it: SQLAlchemy awaits inside)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -115,6 +115,11 @@ def bilingual_error(text: Text, **params: object) -> PydanticCustomError:
     )
 
 
+def about_field(error: PydanticCustomError, field: str) -> PydanticCustomError:
+    """The same error, naming the field it is about: a check across fields still points at one to correct."""
+    return PydanticCustomError(error.type, error.message_template, {**(error.context or {}), "field": field})
+
+
 CORRECT_FIELDS = Text("请修改标出的字段后重试。", "Correct the fields listed and try again.")
 
 
@@ -122,7 +127,8 @@ def invalid_field(field: str, error: PydanticCustomError) -> ValidationFailed:
     """A rule checked outside a schema (e.g. against the stored record), reported like a schema error."""
     context = error.context or {}
     message = Text(str(context.get("zh", error.message())), str(context.get("en", error.message())))
-    return ValidationFailed(CORRECT_FIELDS, errors=[FieldError(field, message)])
+    named = context.get("field")
+    return ValidationFailed(CORRECT_FIELDS, errors=[FieldError(named if isinstance(named, str) else field, message)])
 
 
 # Pydantic's own error types, said in both languages. Unknown ones fall back to pydantic's text.
@@ -197,6 +203,8 @@ def field_errors_from_pydantic(raw_errors: Sequence[Mapping[str, Any]]) -> list[
     for raw in raw_errors:
         ctx = _readable_context(raw.get("ctx") or {}, locale)
         field = _field_name(raw.get("loc", ()))
+        if raw.get("type") == "duijie" and field == "body" and isinstance(ctx.get("field"), str):
+            field = ctx["field"]  # a check across fields names the one the person should correct
         if raw.get("type") == "duijie" and locale in ctx:
             errors.append(FieldError(field, Text(ctx["zh"], ctx["en"])))
             continue

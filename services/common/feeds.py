@@ -13,10 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, BigInteger, Integer, String, event, insert, select, text
+from sqlalchemy import JSON, BigInteger, Integer, String, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from services.common.bulk import insert_rows
 from services.common.db import UtcDateTime, utcnow
 from services.common.identity import acting_subject
 
@@ -68,8 +69,8 @@ def _write_pending_changes(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         table = pending.model.__tablename__  # type: ignore[attr-defined]
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _outbox_lock_key(table)})
-    # One multi-row INSERT in the order the changes happened: an import of 100k rows stays fast.
-    session.execute(insert(pending.model), pending.rows)
+    # One bulk insert in the order the changes happened (seq follows it): an import of 100k rows stays fast.
+    insert_rows(session.connection(), pending.model.__table__, pending.rows)  # type: ignore[attr-defined]
 
 
 def _forget_pending_changes(session: Session, *_: object) -> None:

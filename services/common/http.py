@@ -21,6 +21,7 @@ from services.common.errors import PreconditionFailed, PreconditionRequired, Val
 from services.common.messages import Text, current_locale, locale_from_header
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
 REQUESTS = Counter("duijie_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
@@ -36,15 +37,22 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app = app
         self.service = service
+        # The metrics' children by their labels: prometheus_client's labels() validates and locks on every call.
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        request_id = headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        request_id_token = request_id_var.set(request_id[:100])
-        locale_token = current_locale.set(locale_from_header(headers.get("accept-language")))
+        request_id = accept_language = None
+        for name, value in scope["headers"]:  # only the two it reads, not a dict of every header
+            if name == _REQUEST_ID_BYTES:
+                request_id = value.decode("latin-1")
+            elif name == b"accept-language":
+                accept_language = value.decode("latin-1")
+        request_id_token = request_id_var.set((request_id or uuid.uuid4().hex)[:100])
+        locale_token = current_locale.set(locale_from_header(accept_language))
         status_holder = [500]
         started = time.perf_counter()
 
@@ -58,9 +66,15 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_context)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
-            REQUESTS.labels(self.service, scope["method"], route, str(status_holder[0])).inc()
+            route, method, status = getattr(scope.get("route"), "path", "unmatched"), scope["method"], status_holder[0]
+            latency = self._latency.get((method, route))
+            if latency is None:
+                latency = self._latency[method, route] = LATENCY.labels(self.service, method, route)
+            latency.observe(time.perf_counter() - started)
+            requests = self._requests.get((method, route, status))
+            if requests is None:
+                requests = self._requests[method, route, status] = REQUESTS.labels(self.service, method, route, str(status))
+            requests.inc()
             request_id_var.reset(request_id_token)
             current_locale.reset(locale_token)
 
@@ -153,4 +167,9 @@ def keyset_page(rows: list[Keyed], limit: int) -> tuple[list[Keyed], str | None]
     """`rows` holds one more than a page when another page follows."""
     page = rows[:limit]
     more = len(rows) > limit
-    return page, encode_cursor([page[-1].created_at.isoformat(), page[-1].id]) if more else None
+    return page, keyset_cursor(page[-1].created_at, page[-1].id) if more else None
+
+
+def keyset_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    """The `next_cursor` of a page whose last row is (created_at, row_id)."""
+    return encode_cursor([created_at.isoformat(), row_id])

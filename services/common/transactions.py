@@ -6,6 +6,9 @@ same commit as its effect, so a retry replays the first answer and changes nothi
 A handler that only reads asks for a `ReadSession` instead of a `DbSession`: its route then
 opens a read-only session (no write lock on SQLite, no BEGIN/COMMIT round trips on PostgreSQL)
 and has nothing to commit.
+
+A read that queries past the ORM (see Database.driver_connection) asks for a `ReadDatabase`
+and neither session: its route opens none, and the handler borrows a connection only while it reads.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class TransactionalRoute(APIRoute):
         handler = super().get_route_handler()
         if _asks_for(self.dependant, read_session) and not _asks_for(self.dependant, request_session):
             return self._read_only(handler)
+        if _asks_for(self.dependant, read_database) and not _asks_for(self.dependant, request_session):
+            return handler  # no session to open or commit: the handler reads through the Database itself
 
         async def run_in_transaction(request: Request) -> Response:
             db: Database = request.app.state.db
@@ -119,5 +124,11 @@ async def read_session(request: Request) -> AsyncSession:
     return session
 
 
+async def read_database(request: Request) -> Database:
+    database: Database = request.app.state.db
+    return database
+
+
 DbSession = Annotated[AsyncSession, Depends(request_session)]
 ReadSession = Annotated[AsyncSession, Depends(read_session)]
+ReadDatabase = Annotated[Database, Depends(read_database)]

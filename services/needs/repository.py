@@ -10,11 +10,31 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, literal, or_, select, true, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Dialect,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.db import Quantity, utcnow
+from services.common.bulk import add_rows
+from services.common.db import Database, DriverStatement, Quantity, compile_for_driver, utcnow
+from services.common.vocabulary import amount_text
 from services.needs.models import (
     Commitment,
     CommitmentStatus,
@@ -40,9 +60,8 @@ def add_need(session: AsyncSession, need: Need) -> None:
 
 
 async def add_needs(session: AsyncSession, needs: list[dict[str, Any]]) -> None:
-    """Many new needs (every column given) in multi-row INSERTs, past the ORM's unit of work: an import of 100k rows."""
-    if needs:
-        await session.execute(insert(Need.metadata.tables[Need.__tablename__]), needs)
+    """Many new needs (every column given) in one bulk insert, past the ORM and per-row binding: an import of 100k rows."""
+    await add_rows(session, Need.metadata.tables[Need.__tablename__], needs)
 
 
 # Built once: constructing SQL expressions costs per request, and these never change.
@@ -121,6 +140,106 @@ async def list_needs(
     parameters = {"after_created_at": after[0], "after_id": after[1]} if after is not None else {}
     connection = await session.connection()
     return list((await connection.execute(query, parameters)).all())
+
+
+# --- the API's reads of needs: PostgreSQL past SQLAlchemy's execution, anything else through a read session ---
+#
+# A page of needs is read straight into NeedRead's JSON values (see schemas.NeedReadJson): on PostgreSQL
+# by asyncpg on a pooled connection (no Session, Connection or result processing), amounts as their text
+# and JSON lists as text[], which asyncpg decodes natively, where a Decimal per amount and a json.loads
+# per list were the largest costs of a page; elsewhere the same columns through a read session.
+
+_AMOUNTS = ("quantity", "committed", "delivered", "remaining")
+
+
+def _text_array(column: str) -> ColumnElement[Any]:
+    """A JSON list of strings as text[], in its order."""
+    return literal_column(
+        f"ARRAY(SELECT e.value FROM json_array_elements_text({Need.__tablename__}.{column}) WITH ORDINALITY"
+        " AS e(value, n) ORDER BY e.n)"
+    ).label(column)
+
+
+def _read_columns(postgresql: bool) -> tuple[Any, ...]:
+    """A need as NeedRead shows it, in its order: `remaining` computed, `requester` a placeholder that
+    requester_name and requester_phone (last) fill in, for the service to decide who sees the phone."""
+    def amount(column: Any, name: str) -> ColumnElement[Any]:
+        # NUMERIC(18,2) as text is already the amount's one spelling, "45.00" (vocabulary.amount_text).
+        return (cast(column, Text) if postgresql else column).label(name)
+
+    return (
+        Need.id, Need.title, Need.description, Need.category, Need.kind, amount(Need.quantity, "quantity"), Need.unit,
+        amount(Need.committed, "committed"), amount(Need.delivered, "delivered"),
+        amount(type_coerce(Need.quantity - Need.committed, Quantity()), "remaining"), Need.beneficiaries,
+        _text_array("beneficiary_groups") if postgresql else Need.beneficiary_groups,
+        _text_array("skills") if postgresql else Need.skills,
+        Need.urgency, Need.needed_by, Need.village_code, Need.lat, Need.lon, Need.channel, null().label("requester"),
+        Need.status, Need.version, Need.created_by, Need.created_at, Need.updated_at,
+        Need.requester_name, Need.requester_phone,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    statement: Select[Any] | DriverStatement
+    keys: tuple[str, ...]
+
+
+def _prepared(query: Select[Any], dialect: Dialect) -> _Read:
+    keys = tuple(query.selected_columns.keys())
+    return _Read(compile_for_driver(query, dialect) if dialect.driver == "asyncpg" else query, keys)
+
+
+@lru_cache(maxsize=256)
+def _read_statement(
+    dialect: Dialect, draft_prefix: str | None, filters: tuple[tuple[str, Any], ...], limit: int, paged: bool
+) -> _Read:
+    """The list's statement for one set of filters (as _list_statement), compiled for the driver on PostgreSQL."""
+    query = select(*_read_columns(dialect.driver == "asyncpg")).where(
+        _draft_visibility(draft_prefix), *_filter_clauses(NeedFilters.model_construct(**dict(filters)))
+    )
+    if paged:
+        query = query.where(tuple_(Need.created_at, Need.id) < _AFTER)
+    return _prepared(query.order_by(*_NEWEST_FIRST).limit(limit), dialect)
+
+
+@lru_cache(maxsize=4)
+def _read_one_statement(dialect: Dialect) -> _Read:
+    query = select(*_read_columns(dialect.driver == "asyncpg")).where(Need.id == bindparam("need_id", type_=Need.id.type))
+    return _prepared(query, dialect)
+
+
+async def _read(db: Database, read: _Read, values: dict[str, Any]) -> list[dict[str, Any]]:
+    keys, statement = read.keys, read.statement
+    if isinstance(statement, DriverStatement):
+        async with db.driver_connection() as connection:
+            records = await connection.fetch(statement.sql, *statement.arguments(values))
+        return [dict(zip(keys, record, strict=True)) for record in records]
+    async with db.read_session() as session:
+        connection = await session.connection()
+        rows = [dict(zip(keys, row, strict=True)) for row in await connection.execute(statement, values)]
+    for row in rows:
+        row.update((name, amount_text(row[name])) for name in _AMOUNTS)
+    return rows
+
+
+async def read_needs(
+    db: Database,
+    filters: NeedFilters,
+    *,
+    draft_prefix: str | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[dict[str, Any]]:
+    """What list_needs finds, as NeedRead's JSON values (see _read_columns), for the API's list."""
+    read = _read_statement(db.engine.dialect, draft_prefix, tuple(filters), limit, after is not None)
+    return await _read(db, read, {"after_created_at": after[0], "after_id": after[1]} if after is not None else {})
+
+
+async def read_need(db: Database, need_id: uuid.UUID) -> dict[str, Any] | None:
+    """One need by id as NeedRead's JSON values (see _read_columns), drafts included."""
+    rows = await _read(db, _read_one_statement(db.engine.dialect), {"need_id": need_id})
+    return rows[0] if rows else None
 
 
 async def add_to_committed(session: AsyncSession, need_id: uuid.UUID, quantity: Decimal) -> bool:
@@ -209,8 +328,7 @@ async def live_needs_of_villages(session: AsyncSession, village_codes: Collectio
 
 
 async def add_suspicions(session: AsyncSession, suspicions: list[dict[str, Any]]) -> None:
-    if suspicions:
-        await session.execute(insert(DuplicateSuspicion.metadata.tables[DuplicateSuspicion.__tablename__]), suspicions)
+    await add_rows(session, DuplicateSuspicion.metadata.tables[DuplicateSuspicion.__tablename__], suspicions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,11 @@ from decimal import Decimal
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict
 
 from services.common import spreadsheets as sheets
-from services.common.errors import bilingual_error
+from services.common.errors import about_field, bilingual_error
 from services.common.messages import Text
 from services.common.vocabulary import (
     CATEGORY_LABELS,
@@ -52,14 +54,24 @@ class _NeedFields(BaseModel):
     model_config = _STRICT
 
     def _check_quantity_unit(self, kind: Kind | None, unit: str | None, quantity: Decimal | None) -> None:
-        if kind is not None and unit is not None:
-            check_unit(kind, unit)
-        if unit is not None and quantity is not None:
-            check_quantity(unit, quantity)
+        try:
+            if kind is not None and unit is not None:
+                check_unit(kind, unit)
+        except PydanticCustomError as error:
+            raise about_field(error, "unit") from None
+        try:
+            if unit is not None and quantity is not None:
+                check_quantity(unit, quantity)
+        except PydanticCustomError as error:
+            raise about_field(error, "quantity") from None
 
     def _check_coordinates(self, lat: float | None, lon: float | None) -> None:
         if (lat is None) != (lon is None):
-            raise bilingual_error(Text("纬度和经度须同时填写", "Give both latitude and longitude, or neither"))
+            raise about_field(bilingual_error(Text("纬度和经度须同时填写", "Give both latitude and longitude, or neither")),
+                              "lat" if lat is None else "lon")
+
+
+NEEDED_BY_PAST = Text("需求截止日期不能早于今天", "needed_by cannot be in the past")
 
 
 class NeedCreate(_NeedFields):
@@ -86,12 +98,12 @@ class NeedCreate(_NeedFields):
         self._check_quantity_unit(self.kind, self.unit, self.quantity)
         self._check_coordinates(self.lat, self.lon)
         if self.needed_by < date.today():
-            raise bilingual_error(Text("需求截止日期不能早于今天", "needed_by cannot be in the past"))
+            raise about_field(bilingual_error(NEEDED_BY_PAST), "needed_by")
         if self.channel != "online" and self.requester is None:
-            raise bilingual_error(
+            raise about_field(bilingual_error(
                 Text("电话、来信或走访收集的需求，请填写提出人（requester）",
                      "A need taken by phone, letter or visit needs its requester")
-            )
+            ), "requester")
         return self
 
 
@@ -118,9 +130,9 @@ class NeedUpdate(_NeedFields):
     def _consistent(self) -> Self:
         self._check_coordinates(self.lat, self.lon)
         if self.needed_by is not None and self.needed_by < date.today():
-            raise bilingual_error(Text("需求截止日期不能早于今天", "needed_by cannot be in the past"))
+            raise about_field(bilingual_error(NEEDED_BY_PAST), "needed_by")
         if (self.kind is None) != (self.unit is None):
-            raise bilingual_error(Text("修改类型时须同时给出单位", "Change kind and unit together"))
+            raise about_field(bilingual_error(Text("修改类型时须同时给出单位", "Change kind and unit together")), "unit")
         return self
 
 
@@ -160,6 +172,50 @@ class NeedRead(BaseModel):
     )
 
 
+class RequesterJson(TypedDict):
+    name: str
+    phone: str | None
+
+
+class NeedReadJson(TypedDict):
+    """NeedRead as its JSON is written from values read straight from the database: the same fields in the
+    same order and spellings, but serialised without validating again what the database holds (a page of
+    50 was validated field by field only to be dumped at once). Enumerations are their stored strings,
+    amounts their text."""
+
+    id: uuid.UUID
+    title: str
+    description: str
+    category: str
+    kind: str
+    quantity: str  # amounts as their text, "45.00", as AmountOut writes them
+    unit: str
+    committed: str
+    delivered: str
+    remaining: str
+    beneficiaries: int
+    beneficiary_groups: list[str]
+    skills: list[str]
+    urgency: int
+    needed_by: date
+    village_code: str
+    lat: float | None
+    lon: float | None
+    channel: str
+    requester: RequesterJson | None
+    status: str
+    version: int
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    possible_duplicates: list[PossibleDuplicate]
+
+
+class NeedPageJson(TypedDict):
+    items: list[NeedReadJson]
+    next_cursor: str | None
+
+
 class ActionReason(BaseModel):
     """Why a need is closed or cancelled: kept in its history."""
 
@@ -171,6 +227,11 @@ class PossibleDuplicate(BaseModel):
     need_id: uuid.UUID
     title: str
     similarity: float
+
+
+# NeedReadJson must write what NeedRead would: the same fields, in the same order.
+assert tuple(NeedReadJson.__annotations__) == tuple(NeedRead.model_fields), "NeedReadJson has drifted from NeedRead"
+assert tuple(RequesterJson.__annotations__) == tuple(RequesterRead.model_fields)
 
 
 class DuplicateDecision(BaseModel):

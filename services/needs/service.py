@@ -19,7 +19,7 @@ from services.common import spreadsheets as sheets
 from services.common.db import Database, new_id, utcnow
 from services.common.errors import Conflict, Forbidden, NotFound, field_errors_from_pydantic, invalid_field
 from services.common.feeds import HistoryEntry, entity_history, record_change
-from services.common.http import Keyset, check_version, decode_keyset, keyset_page
+from services.common.http import Keyset, check_version, decode_keyset, keyset_cursor, keyset_page
 from services.common.identity import Principal, Role
 from services.common.messages import Locale, Text
 from services.common.vocabulary import (
@@ -100,11 +100,15 @@ def _for_match(match_id: uuid.UUID) -> str:
     return f"match {match_id}"
 
 
+_NOT_DUMPED = frozenset({"requester", "status"})
+
+
 def _new_need_values(data: NeedCreate, principal: Principal) -> dict[str, Any]:
     """Every column of a new need: for the ORM (one need) or a multi-row INSERT (an import)."""
     now = utcnow()
     return {
-        **data.model_dump(exclude={"requester", "status"}),
+        # The validated fields as model_dump() gives them (enums, Decimals, dates as such), without its cost.
+        **{name: value for name, value in data.__dict__.items() if name not in _NOT_DUMPED},
         "id": new_id(),
         "requester_name": data.requester.name if data.requester else None,
         "requester_phone": data.requester.phone if data.requester else None,
@@ -144,13 +148,40 @@ async def get_need(session: AsyncSession, *, principal: Principal, need_id: uuid
     return need
 
 
-async def list_needs(
-    session: AsyncSession, *, principal: Principal, filters: NeedFilters, limit: int, cursor: str | None
-) -> tuple[list[NeedRow], str | None]:
-    rows = await repository.list_needs(
-        session, filters, draft_prefix=_draft_prefix(principal), limit=limit + 1, after=decode_keyset(cursor)
+async def read_needs(
+    db: Database, *, principal: Principal, filters: NeedFilters, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """list_needs for the API: NeedRead's values (see repository.read_needs), as the reader may see them."""
+    rows = await repository.read_needs(
+        db, filters, draft_prefix=_draft_prefix(principal), limit=limit + 1, after=decode_keyset(cursor)
     )
-    return keyset_page(rows, limit)
+    page = rows[:limit]
+    next_cursor = keyset_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+    return [_shown(values, principal) for values in page], next_cursor
+
+
+async def read_need(db: Database, *, principal: Principal, need_id: uuid.UUID) -> dict[str, Any]:
+    """get_need for the API: NeedRead's values, with the possible duplicates for those who manage it."""
+    values = await repository.read_need(db, need_id)
+    if values is None or (values["status"] == NeedStatus.DRAFT and not can_manage(principal, values["village_code"])):
+        raise NotFound(NEED_NOT_FOUND)
+    _shown(values, principal)
+    if can_manage(principal, values["village_code"]):
+        async with db.read_session() as session:
+            values["possible_duplicates"] = [
+                PossibleDuplicate(need_id=s.other_need_id, title=s.title, similarity=s.similarity)
+                for s in await repository.suspected_duplicates_of(session, values["id"])
+            ]
+    return values
+
+
+def _shown(values: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """The requester's phone only to those who manage the need; no possible duplicates unless asked for."""
+    name, phone = values.pop("requester_name"), values.pop("requester_phone")
+    if name:
+        values["requester"] = {"name": name, "phone": phone if can_manage(principal, values["village_code"]) else None}
+    values["possible_duplicates"] = []
+    return values
 
 
 async def _editable_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID) -> Need:
@@ -354,6 +385,11 @@ async def need_remaining(session: AsyncSession, need_id: uuid.UUID) -> Decimal:
 # --- likely duplicates: same village, category and kind, and a similar title --------------------
 
 DUPLICATE_SIMILARITY = 0.6
+# A village seldom has more than a few dozen live needs of one category and kind. Comparing a title with
+# the latest MAX_COMPARED of its group (and with an identical title anywhere in it) keeps a file of 30,000
+# near-identical rows linear instead of quadratic; only the MAX_REPORTED closest are kept per need.
+MAX_COMPARED = 500
+MAX_REPORTED = 5
 _NOT_COMPARED = re.compile(r"[\W_]+")
 
 
@@ -379,28 +415,35 @@ class DuplicateFinder:
 
     def __init__(self, live: list[repository.TitledNeed]) -> None:
         self._groups: dict[tuple[str, str, str], list[KnownNeed]] = defaultdict(list)
+        self._identical: dict[tuple[str, str, str, str], KnownNeed] = {}
         for need in live:
-            self._groups[need.village_code, need.category, need.kind].append(
-                KnownNeed(need.id, need.title, comparable=_comparable(need.title))
-            )
+            self._remember((need.village_code, need.category, need.kind),
+                           KnownNeed(need.id, need.title, comparable=_comparable(need.title)))
 
     def resembling(self, need: Mapping[str, Any]) -> list[tuple[KnownNeed, float]]:
-        group = self._groups.get((need["village_code"], need["category"], need["kind"]), [])
+        key = (need["village_code"], need["category"], need["kind"])
+        group = self._groups.get(key, [])
         title = _comparable(need["title"])
-        hits = []
-        for other in group:
+        hits: dict[uuid.UUID, tuple[KnownNeed, float]] = {}
+        identical = self._identical.get((*key, title))
+        if identical is not None:
+            hits[identical.id] = (identical, 1.0)
+        for other in group[-MAX_COMPARED:]:
             matcher = SequenceMatcher(None, title, other.comparable)
             # The quick upper bounds rule out most pairs before the full comparison (an import of 100k rows).
             if matcher.real_quick_ratio() >= DUPLICATE_SIMILARITY and matcher.quick_ratio() >= DUPLICATE_SIMILARITY:
                 similarity = matcher.ratio()
                 if similarity >= DUPLICATE_SIMILARITY:
-                    hits.append((other, similarity))
-        return sorted(hits, key=lambda hit: -hit[1])
+                    hits[other.id] = (other, similarity)
+        return sorted(hits.values(), key=lambda hit: -hit[1])[:MAX_REPORTED]
 
     def add(self, need: Mapping[str, Any], *, row: int | None = None) -> None:
-        self._groups[need["village_code"], need["category"], need["kind"]].append(
-            KnownNeed(need["id"], need["title"], row, _comparable(need["title"]))
-        )
+        self._remember((need["village_code"], need["category"], need["kind"]),
+                       KnownNeed(need["id"], need["title"], row, _comparable(need["title"])))
+
+    def _remember(self, key: tuple[str, str, str], need: KnownNeed) -> None:
+        self._groups[key].append(need)
+        self._identical.setdefault((*key, need.comparable), need)
 
 
 def _suspicion(need: Mapping[str, Any], other: KnownNeed, similarity: float) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from services.needs.service import title_similarity
+from services.needs.service import MAX_COMPARED, MAX_REPORTED, DuplicateFinder, title_similarity
 from tests.needs.conftest import LUZHOU_VILLAGE, OTHER_LUZHOU_VILLAGE, NeedsService, post_need
 from tests.needs.test_spreadsheets import ZH_HEADER, csv_bytes, upload
 
@@ -106,3 +108,22 @@ async def test_an_import_warns_of_rows_resembling_open_needs_and_earlier_rows(ne
 def test_similarity_ignores_spacing_and_punctuation() -> None:
     assert title_similarity("村道防护栏", "村道 防护栏！") == 1.0
     assert title_similarity("村道防护栏", "村小学图书室") < 0.3
+
+
+def _row(title: str) -> dict[str, object]:
+    return {"id": uuid.uuid4(), "title": title, "village_code": LUZHOU_VILLAGE, "category": "infrastructure", "kind": "funds"}
+
+
+def test_a_file_of_near_identical_rows_reports_the_closest_few_and_still_finds_an_old_identical_title() -> None:
+    finder = DuplicateFinder([])
+    first = _row("村道防护栏安装")
+    finder.add(first, row=2)
+    # More near-identical rows than the finder compares one by one: the work per row stays bounded.
+    for number in range(MAX_COMPARED + 100):
+        finder.add(_row(f"村道防护栏安装第{number}段"), row=number + 3)
+
+    hits = finder.resembling(_row("村道防护栏安装"))
+
+    assert len(hits) == MAX_REPORTED
+    assert hits[0][0].id == first["id"] and hits[0][1] == 1.0  # identical, though far outside the compared window
+    assert all(similarity >= 0.6 for _, similarity in hits)

@@ -122,21 +122,21 @@ _PAST = (date.today() - timedelta(days=30)).isoformat()
 @pytest.mark.parametrize(
     ("override", "field", "zh_message"),
     [
-        ({"unit": "kg"}, "body", "“training”类的单位只能是：trainee"),
+        ({"unit": "kg"}, "unit", "“training”类的单位只能是：trainee"),
         ({"quantity": -5}, "quantity", "必须大于 0"),
         ({"kind": "funds", "unit": "CNY", "quantity": "10.005"}, "quantity", "最多 2 位小数"),
-        ({"quantity": "2.5"}, "body", "“trainee”须为整数"),
+        ({"quantity": "2.5"}, "quantity", "“trainee”须为整数"),
         ({"kind": "magic"}, "kind", "只能是：'funds', 'goods', 'service', 'training' 或 'expertise'"),
         ({"categories": []}, "categories", "至少 1 项"),
-        ({"region_codes": []}, "body", "请填写服务地区（region_codes），或给出中心点和服务半径"),
+        ({"region_codes": []}, "region_codes", "请填写服务地区（region_codes），或给出中心点和服务半径"),
         ({"region_codes": ["4413021"]}, "region_codes.0", "区划代码须为 2/4/6/9/12 位数字（省 2、市 4、县 6、乡镇 9、村 12）"),
-        ({"radius_km": 30, "lat": None, "lon": None}, "body", "按半径服务须给出中心点的纬度和经度"),
+        ({"radius_km": 30, "lat": None, "lon": None}, "lat", "按半径服务须给出中心点的纬度和经度"),
         ({"radius_km": 0}, "radius_km", "必须大于 0"),
         ({"lat": 95}, "lat", "必须小于或等于 90"),
-        ({"lon": None}, "body", "纬度和经度须同时填写"),
-        ({"available_until": (date.today() - timedelta(days=1)).isoformat(), "available_from": _PAST}, "body",
+        ({"lon": None}, "lon", "纬度和经度须同时填写"),
+        ({"available_until": (date.today() - timedelta(days=1)).isoformat(), "available_from": _PAST}, "available_until",
          "结束日期不能早于今天"),
-        ({"available_from": (date.today() + timedelta(days=200)).isoformat()}, "body", "结束日期不能早于开始日期"),
+        ({"available_from": (date.today() + timedelta(days=200)).isoformat()}, "available_until", "结束日期不能早于开始日期"),
         ({"available_from": "next week"}, "available_from", "日期格式应为 YYYY-MM-DD"),
         ({"title": "长" * 201}, "title", "最多 200 个字符"),
         ({"skills": [" "]}, "skills.0", "至少 1 个字符"),
@@ -170,7 +170,7 @@ async def test_problems_speak_english_when_asked(offers: OffersService) -> None:
     )
     assert response.json()["title"] == "Invalid input"
     assert response.json()["errors"] == [
-        {"field": "body", "message": "Name the regions served (region_codes), or give a centre and a radius"}
+        {"field": "region_codes", "message": "Name the regions served (region_codes), or give a centre and a radius"}
     ]
 
 
@@ -261,9 +261,9 @@ async def test_patch_checks_the_offer_as_it_would_be(offers: OffersService) -> N
 
     assert fraction.json()["errors"] == [{"field": "quantity", "message": "A quantity in 'trainee' must be a whole number"}]
     assert no_place.json()["errors"] == [
-        {"field": "body", "message": "Name the regions served (region_codes), or give a centre and a radius"}
+        {"field": "region_codes", "message": "Name the regions served (region_codes), or give a centre and a radius"}
     ]
-    assert backwards.json()["errors"] == [{"field": "body", "message": "available_until cannot be before available_from"}]
+    assert backwards.json()["errors"] == [{"field": "available_until", "message": "available_until cannot be before available_from"}]
     assert (await offers.client.get(path, headers=headers)).json()["version"] == 1
 
 
