@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -76,12 +77,7 @@ class Organisation(TimestampMixin, Base):
 
     def feed_data(self) -> dict[str, Any]:
         """What other services may read of an organisation (no contact's phone)."""
-        return {
-            "id": str(self.id), "name": self.name, "org_type": self.org_type, "credit_code": self.credit_code,
-            "grade": self.grade, "region_codes": list(self.region_codes), "verified": self.verified,
-            "verified_at": self.verified_at.isoformat() if self.verified_at else None,
-            "version": self.version, "created_at": self.created_at.isoformat(),
-        }
+        return organisation_feed_data({name: getattr(self, name) for name in ORGANISATION_FEED_FIELDS})
 
 
 class Offer(TimestampMixin, Base):
@@ -127,17 +123,47 @@ class Offer(TimestampMixin, Base):
 
     def feed_data(self) -> dict[str, Any]:
         """What other services may read of an offer."""
-        return {
-            "id": str(self.id), "organisation_id": str(self.organisation_id), "title": self.title,
-            "categories": list(self.categories), "kind": self.kind, "unit": self.unit,
-            "quantity": amount_text(self.quantity), "reserved": amount_text(self.reserved),
-            "delivered": amount_text(self.delivered), "available": amount_text(self.available),
-            "region_codes": list(self.region_codes), "radius_km": self.radius_km,
-            "lat": self.lat, "lon": self.lon, "available_from": self.available_from.isoformat(),
-            "available_until": self.available_until.isoformat(), "beneficiary_groups": list(self.beneficiary_groups),
-            "skills": list(self.skills), "status": self.status, "version": self.version,
-            "created_at": self.created_at.isoformat(),
-        }
+        return offer_feed_data({name: getattr(self, name) for name in OFFER_FEED_FIELDS})
+
+
+# Feed entries built from an ORM row or from the values of a multi-row INSERT (an import) alike.
+ORGANISATION_FEED_FIELDS = (
+    "id", "name", "org_type", "credit_code", "grade", "region_codes", "verified", "verified_at", "version", "created_at",
+)
+OFFER_FEED_FIELDS = (
+    "id", "organisation_id", "title", "categories", "kind", "unit", "quantity", "reserved", "delivered",
+    "region_codes", "radius_km", "lat", "lon", "available_from", "available_until", "beneficiary_groups", "skills",
+    "status", "version", "created_at",
+)
+
+
+def organisation_feed_data(organisation: Mapping[str, Any]) -> dict[str, Any]:
+    """What other services may read of an organisation (no contact's phone), from a row or its values."""
+    verified_at = organisation["verified_at"]
+    return {
+        "id": str(organisation["id"]), "name": organisation["name"], "org_type": str(organisation["org_type"]),
+        "credit_code": organisation["credit_code"], "grade": organisation["grade"],
+        "region_codes": list(organisation["region_codes"]), "verified": organisation["verified"],
+        "verified_at": verified_at.isoformat() if verified_at else None,
+        "version": organisation["version"], "created_at": organisation["created_at"].isoformat(),
+    }
+
+
+def offer_feed_data(offer: Mapping[str, Any]) -> dict[str, Any]:
+    """What other services may read of an offer, from a row or its values."""
+    quantity, reserved, delivered = offer["quantity"], offer["reserved"], offer["delivered"]
+    return {
+        "id": str(offer["id"]), "organisation_id": str(offer["organisation_id"]), "title": offer["title"],
+        "categories": [str(category) for category in offer["categories"]], "kind": str(offer["kind"]),
+        "unit": offer["unit"], "quantity": amount_text(quantity), "reserved": amount_text(reserved),
+        "delivered": amount_text(delivered), "available": amount_text(quantity - reserved - delivered),
+        "region_codes": list(offer["region_codes"]), "radius_km": offer["radius_km"],
+        "lat": offer["lat"], "lon": offer["lon"], "available_from": offer["available_from"].isoformat(),
+        "available_until": offer["available_until"].isoformat(),
+        "beneficiary_groups": [str(group) for group in offer["beneficiary_groups"]],
+        "skills": list(offer["skills"]), "status": str(offer["status"]), "version": offer["version"],
+        "created_at": offer["created_at"].isoformat(),
+    }
 
 
 class Reservation(TimestampMixin, Base):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, RowMapping, Select, and_, func, literal, or_, select, true, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from services.common.bulk import add_rows
 from services.common.db import Quantity
 from services.common.vocabulary import REGION_LEVEL_LENGTHS
 from services.offers.models import Offer, OfferStatus, Organisation, Pairing, Reservation
@@ -266,3 +267,91 @@ async def list_pairings(
     query = select(Pairing).where(*_pairing_clauses(filters))
     return list((await session.scalars(_page(query, Pairing, limit=limit, after=after))).all())
 
+
+
+# --- spreadsheets: many rows in, pages of plain rows out ---------------------------------------------
+
+_IN_CHUNK = 500  # keeps IN (...) within every driver's parameter limit
+
+
+async def taken_credit_codes(session: AsyncSession, credit_codes: Collection[str]) -> set[str]:
+    """Those of the codes an organisation holds already."""
+    codes, taken = sorted(credit_codes), set[str]()
+    for start in range(0, len(codes), _IN_CHUNK):
+        rows = await session.scalars(
+            select(Organisation.credit_code).where(Organisation.credit_code.in_(codes[start:start + _IN_CHUNK]))
+        )
+        taken.update(rows)
+    return taken
+
+
+async def organisations_named(
+    session: AsyncSession, *, credit_codes: Collection[str], ids: Collection[uuid.UUID]
+) -> list[Organisation]:
+    """The organisations a sheet names, by credit code or by id."""
+    found: list[Organisation] = []
+    for column, values in ((Organisation.credit_code, sorted(credit_codes)), (Organisation.id, sorted(ids))):
+        for start in range(0, len(values), _IN_CHUNK):
+            query = select(Organisation).where(column.in_(values[start:start + _IN_CHUNK]))
+            found.extend((await session.scalars(query)).all())
+    return found
+
+
+async def add_organisations(session: AsyncSession, organisations: list[dict[str, Any]]) -> bool:
+    """New organisations (every column given) in one bulk insert; False when a credit code was taken meanwhile."""
+    if not organisations:
+        return True
+    try:
+        async with session.begin_nested():
+            await add_rows(session, Organisation.metadata.tables[Organisation.__tablename__], organisations)
+    except IntegrityError:
+        return False
+    return True
+
+
+async def add_offers(session: AsyncSession, offers: list[dict[str, Any]]) -> None:
+    """New offers (every column given) in one bulk insert, past the ORM's unit of work: an import of 100k rows."""
+    await add_rows(session, Offer.metadata.tables[Offer.__tablename__], offers)
+
+
+def _before(model: type[Organisation] | type[Offer], after: Cursor | None) -> list[ColumnElement[bool]]:
+    """Keyset on (created_at, id), newest first, as a row comparison: the index seeks straight to the cursor."""
+    if after is None:
+        return []
+    return [tuple_(model.created_at, model.id) < tuple_(literal(after[0], model.created_at.type),
+                                                         literal(after[1], model.id.type))]
+
+
+async def organisation_rows(
+    session: AsyncSession,
+    filters: OrganisationFilters,
+    *,
+    unverified_within: str | None,
+    own_organisation: uuid.UUID | None,
+    limit: int,
+    after: Cursor | None,
+) -> list[RowMapping]:
+    """A page of the list's organisations as plain rows (no ORM objects): for exports of any size."""
+    query = (
+        select(*Organisation.__table__.columns)
+        .where(_unverified_visibility(session, unverified_within, own_organisation),
+               *_organisation_clauses(session, filters), *_before(Organisation, after))
+        .order_by(Organisation.created_at.desc(), Organisation.id.desc())
+        .limit(limit)
+    )
+    connection = await session.connection()
+    return list((await connection.execute(query)).mappings().all())
+
+
+async def offer_rows(session: AsyncSession, filters: OfferFilters, *, limit: int, after: Cursor | None) -> list[RowMapping]:
+    """A page of the list's offers as plain rows, each with its organisation's credit code and name."""
+    query = (
+        select(*Offer.__table__.columns, Organisation.credit_code.label("organisation_credit_code"),
+               Organisation.name.label("organisation_name"))
+        .join(Organisation, Organisation.id == Offer.organisation_id)
+        .where(*_offer_clauses(session, filters), *_before(Offer, after))
+        .order_by(Offer.created_at.desc(), Offer.id.desc())
+        .limit(limit)
+    )
+    connection = await session.connection()
+    return list((await connection.execute(query)).mappings().all())

@@ -5,20 +5,26 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 from starlette.datastructures import URL
 
+from services.common import spreadsheets as sheets
 from services.common.feeds import HistoryEntry
 from services.common.http import MAX_PAGE, Page, etag_for, required_version
 from services.common.identity import CurrentUser, Principal, ServiceCaller
+from services.common.messages import current_locale
 from services.common.transactions import DbSession, TransactionalRoute
 from services.common.vocabulary import Category, Kind, RegionPrefix, VillageCode
 from services.offers import service
 from services.offers.models import Offer, OfferStatus, Organisation, OrgType, Pairing, PairingStatus, Reservation
 from services.offers.schemas import (
+    OFFER_COLUMNS,
+    ORGANISATION_COLUMNS,
     ActionReason,
     ContactRead,
     DeliveryRecord,
+    ImportReport,
     OfferCreate,
     OfferFilters,
     OfferRead,
@@ -73,22 +79,69 @@ async def create_organisation(
     return organisation_read(organisation, principal)
 
 
-@organisations.get("", response_model=Page[OrganisationRead])
-async def list_organisations(
-    session: DbSession,
-    principal: CurrentUser,
+async def organisation_filters(
     region: RegionPrefix | None = None,
     verified: bool | None = None,
     org_type: OrgType | None = None,
     q: Search = None,
+) -> OrganisationFilters:
+    """The filters of the list, shared by the export. Async only to stay off the threadpool."""
+    return OrganisationFilters(region=region, verified=verified, org_type=org_type, q=q)
+
+
+OrganisationFiltersParam = Annotated[OrganisationFilters, Depends(organisation_filters)]
+
+
+@organisations.get("", response_model=Page[OrganisationRead])
+async def list_organisations(
+    session: DbSession,
+    principal: CurrentUser,
+    filters: OrganisationFiltersParam,
     limit: Limit = 50,
     cursor: CursorParam = None,
 ) -> Page[OrganisationRead]:
-    filters = OrganisationFilters(region=region, verified=verified, org_type=org_type, q=q)
     rows, next_cursor = await service.list_organisations(
         session, principal=principal, filters=filters, limit=limit, cursor=cursor
     )
     return Page[OrganisationRead](items=[organisation_read(row, principal) for row in rows], next_cursor=next_cursor)
+
+
+# --- spreadsheets (declared before /{id}, which would otherwise claim /export) ----------------------
+
+UploadedSheet = Annotated[UploadFile, File(description="XLSX, or CSV in UTF-8 or GB18030 / XLSX 或 UTF-8、GB18030 编码的 CSV")]
+DryRun = Annotated[bool, Query(description="Only check the file: report every row's errors and write nothing")]
+
+
+@organisations.get("/import/template", response_class=Response, responses=sheets.SPREADSHEET_RESPONSES)
+async def organisation_import_template(format: sheets.TableFormat = sheets.TableFormat.XLSX) -> Response:
+    """A sheet with the import's headers (in the caller's language) and one example row. 组织导入模板。"""
+    body = sheets.template_bytes(ORGANISATION_COLUMNS, format, current_locale.get())
+    return sheets.attachment(body, format, "organisations-template")
+
+
+@organisations.post("/import", response_model=ImportReport, status_code=status.HTTP_201_CREATED)
+async def import_organisations(
+    file: UploadedSheet, session: DbSession, principal: CurrentUser, response: Response, dry_run: DryRun = False
+) -> ImportReport:
+    """Register many organisations, all or nothing: with errors nothing is written and every row's errors come
+    back (422); `dry_run` only checks (200). Who may: as POST /api/organisations. 批量登记组织。"""
+    report = await service.import_organisations(
+        session, principal=principal, data=await sheets.read_upload(file), dry_run=dry_run
+    )
+    response.status_code = status.HTTP_200_OK if dry_run else status.HTTP_201_CREATED
+    return report
+
+
+@organisations.get("/export", response_class=StreamingResponse, responses=sheets.SPREADSHEET_RESPONSES)
+async def export_organisations(
+    request: Request, principal: CurrentUser, filters: OrganisationFiltersParam,
+    format: sheets.TableFormat = sheets.TableFormat.XLSX,
+) -> StreamingResponse:
+    """The organisations the list with the same filters shows, streamed; the import's columns plus id and
+    verification. 导出组织。"""
+    locale = current_locale.get()
+    batches = service.export_organisations(request.app.state.db, principal=principal, filters=filters, locale=locale)
+    return sheets.streamed(service.organisation_export_header(locale), batches, format, "organisations")
 
 
 @organisations.get("/{organisation_id}", response_model=OrganisationRead)
@@ -133,23 +186,63 @@ async def create_offer(
     return OfferRead.model_validate(offer)
 
 
-@offers.get("", response_model=Page[OfferRead])
-async def list_offers(
-    session: DbSession,
-    _principal: CurrentUser,
+async def offer_filters(
     status_: Annotated[OfferStatus | None, Query(alias="status")] = None,
     category: Category | None = None,
     kind: Kind | None = None,
     region: RegionPrefix | None = None,
     organisation_id: uuid.UUID | None = None,
     q: Search = None,
+) -> OfferFilters:
+    """The filters of the list, shared by the export. Async only to stay off the threadpool."""
+    return OfferFilters(status=status_, category=category, kind=kind, region=region, q=q,
+                        organisation_id=organisation_id)
+
+
+OfferFiltersParam = Annotated[OfferFilters, Depends(offer_filters)]
+
+
+@offers.get("", response_model=Page[OfferRead])
+async def list_offers(
+    session: DbSession,
+    _principal: CurrentUser,
+    filters: OfferFiltersParam,
     limit: Limit = 50,
     cursor: CursorParam = None,
 ) -> Page[OfferRead]:
-    filters = OfferFilters(status=status_, category=category, kind=kind, region=region, q=q,
-                           organisation_id=organisation_id)
     rows, next_cursor = await service.list_offers(session, filters=filters, limit=limit, cursor=cursor)
     return Page[OfferRead](items=[OfferRead.model_validate(row) for row in rows], next_cursor=next_cursor)
+
+
+@offers.get("/import/template", response_class=Response, responses=sheets.SPREADSHEET_RESPONSES)
+async def offer_import_template(format: sheets.TableFormat = sheets.TableFormat.XLSX) -> Response:
+    """A sheet with the import's headers (in the caller's language) and one example row. 供给导入模板。"""
+    body = sheets.template_bytes(OFFER_COLUMNS, format, current_locale.get())
+    return sheets.attachment(body, format, "offers-template")
+
+
+@offers.post("/import", response_model=ImportReport, status_code=status.HTTP_201_CREATED)
+async def import_offers(
+    file: UploadedSheet, session: DbSession, principal: CurrentUser, response: Response, dry_run: DryRun = False
+) -> ImportReport:
+    """Publish many offers, all or nothing: with errors nothing is written and every row's errors come back
+    (422); `dry_run` only checks (200). The organisation column takes a unified social credit code or an
+    organisation id; a member may leave it out and publishes for their own organisation. 批量发布供给。"""
+    report = await service.import_offers(session, principal=principal, data=await sheets.read_upload(file), dry_run=dry_run)
+    response.status_code = status.HTTP_200_OK if dry_run else status.HTTP_201_CREATED
+    return report
+
+
+@offers.get("/export", response_class=StreamingResponse, responses=sheets.SPREADSHEET_RESPONSES)
+async def export_offers(
+    request: Request, _principal: CurrentUser, filters: OfferFiltersParam,
+    format: sheets.TableFormat = sheets.TableFormat.XLSX,
+) -> StreamingResponse:
+    """The offers the list with the same filters shows, streamed; the import's columns plus status and
+    reserved, delivered and available amounts. 导出供给。"""
+    locale = current_locale.get()
+    batches = service.export_offers(request.app.state.db, filters=filters, locale=locale)
+    return sheets.streamed(service.offer_export_header(locale), batches, format, "offers")
 
 
 @offers.get("/{offer_id}", response_model=OfferRead)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
+from services.common import spreadsheets as sheets
 from services.common.errors import bilingual_error
 from services.common.messages import Text
 from services.common.vocabulary import (
+    CATEGORY_LABELS,
+    GROUP_LABELS,
+    KIND_LABELS,
     MAX_QUANTITY,
+    UNIT_LABELS,
     AmountOut,
     BeneficiaryGroup,
     Category,
@@ -178,27 +185,49 @@ def check_offer_consistency(
     available_from: date,
     available_until: date,
 ) -> None:
-    """Rules across fields, for a new offer and for an offer after an edit alike."""
-    if kind is not None and unit is not None:
-        check_unit(kind, unit)
-    if unit is not None and quantity is not None:
-        check_quantity(unit, quantity)
+    """Rules across fields, for a new offer and for an offer after an edit alike.
+
+    Each error names, in its context, the field it is about: an import points at that column.
+    """
+    try:
+        if kind is not None and unit is not None:
+            check_unit(kind, unit)
+    except PydanticCustomError as error:
+        raise _named(error, "unit") from None
+    try:
+        if unit is not None and quantity is not None:
+            check_quantity(unit, quantity)
+    except PydanticCustomError as error:
+        raise _named(error, "quantity") from None
     if (lat is None) != (lon is None):
-        raise bilingual_error(Text("纬度和经度须同时填写", "Give both latitude and longitude, or neither"))
+        raise _error_about("lat" if lat is None else "lon",
+                           Text("纬度和经度须同时填写", "Give both latitude and longitude, or neither"))
     if radius_km is not None and lat is None:
-        raise bilingual_error(Text("按半径服务须给出中心点的纬度和经度", "A service radius needs the centre's latitude and longitude"))
+        raise _error_about("lat", Text("按半径服务须给出中心点的纬度和经度",
+                                       "A service radius needs the centre's latitude and longitude"))
     if not region_codes and radius_km is None:
-        raise bilingual_error(
+        raise _error_about(
+            "region_codes",
             Text("请填写服务地区（region_codes），或给出中心点和服务半径",
-                 "Name the regions served (region_codes), or give a centre and a radius")
+                 "Name the regions served (region_codes), or give a centre and a radius"),
         )
     if available_until < available_from:
-        raise bilingual_error(Text("结束日期不能早于开始日期", "available_until cannot be before available_from"))
+        raise _error_about("available_until",
+                           Text("结束日期不能早于开始日期", "available_until cannot be before available_from"))
 
 
 def check_not_past(available_until: date) -> None:
     if available_until < date.today():
-        raise bilingual_error(Text("结束日期不能早于今天", "available_until cannot be in the past"))
+        raise _error_about("available_until", Text("结束日期不能早于今天", "available_until cannot be in the past"))
+
+
+def _error_about(field: str, text: Text, **params: object) -> PydanticCustomError:
+    return _named(bilingual_error(text, **params), field)
+
+
+def _named(error: PydanticCustomError, field: str) -> PydanticCustomError:
+    """The same error, naming in its context the field it is about."""
+    return PydanticCustomError(error.type, error.message_template, {**(error.context or {}), "field": field})
 
 
 class OfferCreate(BaseModel):
@@ -367,3 +396,132 @@ class ReservationRead(BaseModel):
     delivered: AmountOut
     status: str
     offer_available: AmountOut
+
+
+# --- spreadsheets: the same fields as OrganisationCreate and OfferCreate, as people write them ------
+
+ORG_TYPE_LABELS: dict[OrgType, Text] = {
+    OrgType.SOCIAL_ORGANISATION: Text("社会组织", "Social organisation"),
+    OrgType.FOUNDATION: Text("基金会", "Foundation"),
+    OrgType.ENTERPRISE: Text("企业", "Enterprise"),
+    OrgType.PARTY_BRANCH: Text("党组织", "Party organisation"),
+    OrgType.VOLUNTEER_TEAM: Text("志愿服务队", "Volunteer team"),
+    OrgType.SCHOOL: Text("学校", "School"),
+    OrgType.OTHER: Text("其他", "Other"),
+}
+# How registers of social organisations name the same types.
+ORG_TYPE_SYNONYMS: dict[str, OrgType] = {
+    "社会团体": OrgType.SOCIAL_ORGANISATION, "社团": OrgType.SOCIAL_ORGANISATION,
+    "民办非企业单位": OrgType.SOCIAL_ORGANISATION, "社会服务机构": OrgType.SOCIAL_ORGANISATION,
+    "公司": OrgType.ENTERPRISE, "志愿者队伍": OrgType.VOLUNTEER_TEAM, "志愿队": OrgType.VOLUNTEER_TEAM,
+    "党支部": OrgType.PARTY_BRANCH, "民主党派": OrgType.PARTY_BRANCH, "学院": OrgType.SCHOOL, "大学": OrgType.SCHOOL,
+}
+VERIFIED_LABELS = {True: Text("已认证", "verified"), False: Text("未认证", "unverified")}
+OFFER_STATUS_LABELS: dict[OfferStatus, Text] = {
+    OfferStatus.ACTIVE: Text("可对接", "active"), OfferStatus.PAUSED: Text("已暂停", "paused"),
+    OfferStatus.WITHDRAWN: Text("已撤回", "withdrawn"), OfferStatus.EXHAUSTED: Text("已用完", "exhausted"),
+}
+
+
+def _org_type(cell: sheets.Cell) -> str:
+    synonym = ORG_TYPE_SYNONYMS.get(sheets.as_text(cell))
+    return synonym.value if synonym else _ORG_TYPE_CHOICE(cell)
+
+
+_ORG_TYPE_CHOICE = sheets.choice(ORG_TYPE_LABELS)
+_GRADE = re.compile(r"^([1-5])\s*A?\s*级?$|^(A{1,5})\s*级?$", re.IGNORECASE)
+
+
+def as_grade(cell: sheets.Cell) -> int:
+    """The civil-affairs evaluation grade as written: '4A', '4A级', 'AAAA', 4 → 4."""
+    match = _GRADE.match(sheets.as_text(cell).replace("Ａ", "A"))
+    if not match:
+        raise bilingual_error(
+            Text("“{value}”不是评估等级，请写成 1A 至 5A", "'{value}' is not a grade: write 1A to 5A"),
+            value=sheets.as_text(cell),
+        )
+    return int(match.group(1)) if match.group(1) else len(match.group(2))
+
+
+def grade_text(grade: int | None) -> str | None:
+    return f"{grade}A" if grade else None
+
+
+def as_number(cell: sheets.Cell) -> float:
+    """Coordinates and radii, written as plain numbers."""
+    return float(sheets.as_amount(cell))
+
+
+ORGANISATION_COLUMNS: tuple[sheets.Column, ...] = (
+    sheets.Column("name", "组织名称", "Name", required=True, example="惠州市慈善助学基金会", aliases=("名称", "单位名称")),
+    sheets.Column("org_type", "组织类型", "Type", _org_type, required=True, example="基金会", aliases=("类型", "Org type")),
+    sheets.Column("credit_code", "统一社会信用代码", "Credit code", required=True, example="53441300MJL000017Y",
+                  aliases=("信用代码", "Unified social credit code")),
+    sheets.Column("grade", "评估等级", "Grade", as_grade, example="4A", aliases=("等级",)),
+    sheets.Column("region_codes", "服务地区", "Regions", sheets.as_list, required=True, example="4413",
+                  aliases=("服务地区代码", "区划代码", "Region codes")),
+    sheets.Column("contact_name", "联系人", "Contact", example="陈主任"),
+    sheets.Column("contact_phone", "联系电话", "Contact phone", example="0752-2345678", aliases=("电话",)),
+    sheets.Column("description", "简介", "Description", example="资助乡村学校的助学基金", aliases=("组织简介", "描述")),
+)
+# What an export adds; an import of that export reads past these columns.
+ORGANISATION_EXPORT_COLUMNS: tuple[sheets.Column, ...] = (
+    sheets.Column("id", "编号", "ID"),
+    sheets.Column("verified", "认证状态", "Verification"),
+    sheets.Column("verified_at", "认证时间", "Verified at"),
+    sheets.Column("created_at", "登记时间", "Registered at"),
+)
+
+OFFER_COLUMNS: tuple[sheets.Column, ...] = (
+    # The organisation by its unified social credit code (or its id); a member's own when left out.
+    sheets.Column("organisation_id", "组织", "Organisation", example="53441300MJL000017Y",
+                  aliases=("组织信用代码", "统一社会信用代码", "组织编号", "Organisation credit code", "Organisation ID")),
+    sheets.Column("title", "供给名称", "Title", required=True, example="职业技能培训名额", aliases=("标题", "项目名称")),
+    sheets.Column("description", "供给内容", "Description", example="职业学校实训中心提供电商、数控等课程",
+                  aliases=("描述", "内容")),
+    sheets.Column("categories", "领域", "Categories", sheets.choices(CATEGORY_LABELS), required=True,
+                  example="人才、教育", aliases=("类别", "Category")),
+    sheets.Column("kind", "帮扶方式", "Kind", sheets.choice(KIND_LABELS), required=True, example="培训", aliases=("类型",)),
+    sheets.Column("quantity", "数量或金额", "Quantity", sheets.as_amount, required=True, example="60",
+                  aliases=("数量", "金额")),
+    sheets.Column("unit", "单位", "Unit", sheets.choice(UNIT_LABELS), required=True, example="人"),
+    sheets.Column("region_codes", "服务地区", "Regions", sheets.as_list, example="4413",
+                  aliases=("服务地区代码", "区划代码", "Region codes")),
+    sheets.Column("radius_km", "服务半径（公里）", "Radius (km)", as_number, aliases=("服务半径", "半径")),
+    sheets.Column("lat", "纬度", "Latitude", as_number, example="23.11"),
+    sheets.Column("lon", "经度", "Longitude", as_number, example="114.41"),
+    sheets.Column("available_from", "开始日期", "Available from", sheets.as_date, required=True,
+                  example=lambda: date.today().isoformat(), aliases=("起始日期",)),
+    sheets.Column("available_until", "结束日期", "Available until", sheets.as_date, required=True,
+                  example=lambda: (date.today() + timedelta(days=180)).isoformat(), aliases=("截止日期",)),
+    sheets.Column("beneficiary_groups", "受益群体", "Beneficiary groups", sheets.choices(GROUP_LABELS),
+                  example="残疾人、失地农民"),
+    sheets.Column("skills", "技能", "Skills", sheets.as_list, example="电商、数控", aliases=("可提供技能",)),
+)
+OFFER_EXPORT_COLUMNS: tuple[sheets.Column, ...] = (
+    sheets.Column("organisation_name", "组织名称", "Organisation name"),
+    sheets.Column("id", "编号", "ID"),
+    sheets.Column("status", "当前状态", "Status"),
+    sheets.Column("reserved", "已预留", "Reserved"),
+    sheets.Column("delivered", "已交付", "Delivered"),
+    sheets.Column("available", "可用", "Available"),
+    sheets.Column("created_at", "登记时间", "Posted at"),
+)
+
+
+class RowErrorRead(BaseModel):
+    row: int
+    column: str
+    message: str
+
+
+class ImportReport(BaseModel):
+    """What an import did, or (a dry run) would do: rows read, rows created, each row's errors (the first 1000)."""
+
+    dry_run: bool
+    rows: int
+    created: int
+    errors: list[RowErrorRead]
+    error_count: int = 0
+    ignored_columns: list[str]
+    ids: list[uuid.UUID] = []

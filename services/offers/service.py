@@ -3,33 +3,64 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
+from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.db import utcnow
-from services.common.errors import CORRECT_FIELDS, Conflict, FieldError, Forbidden, NotFound, ValidationFailed, invalid_field
+from services.common import spreadsheets as sheets
+from services.common.db import Database, new_id, utcnow
+from services.common.errors import (
+    CORRECT_FIELDS,
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+    field_errors_from_pydantic,
+    invalid_field,
+)
 from services.common.feeds import HistoryEntry, entity_history, record_change
-from services.common.http import check_version, decode_keyset, keyset_page
+from services.common.http import Keyset, check_version, decode_keyset, keyset_page
 from services.common.identity import Principal, Role
-from services.common.messages import Text
-from services.common.vocabulary import Kind, check_quantity, check_unit
+from services.common.messages import Locale, Text
+from services.common.vocabulary import (
+    CATEGORY_LABELS,
+    GROUP_LABELS,
+    KIND_LABELS,
+    UNIT_LABELS,
+    Kind,
+    check_quantity,
+    check_unit,
+)
 from services.offers import repository
 from services.offers.models import (
     Change,
     Offer,
     OfferStatus,
     Organisation,
+    OrgType,
     Pairing,
     PairingStatus,
     Reservation,
     ReservationStatus,
+    offer_feed_data,
+    organisation_feed_data,
 )
 from services.offers.schemas import (
+    OFFER_COLUMNS,
+    OFFER_EXPORT_COLUMNS,
+    OFFER_STATUS_LABELS,
+    ORG_TYPE_LABELS,
+    ORGANISATION_COLUMNS,
+    ORGANISATION_EXPORT_COLUMNS,
+    VERIFIED_LABELS,
+    ImportReport,
     OfferCreate,
     OfferFilters,
     OfferUpdate,
@@ -39,7 +70,9 @@ from services.offers.schemas import (
     PairingCreate,
     PairingFilters,
     ReservationCreate,
+    RowErrorRead,
     check_offer_consistency,
+    grade_text,
 )
 
 ORGANISATION_NOT_FOUND = Text("找不到这个组织。", "No such organisation.")
@@ -47,6 +80,17 @@ OFFER_NOT_FOUND = Text("找不到这条供给。", "No such offer.")
 PAIRING_NOT_FOUND = Text("找不到这个结对。", "No such pairing.")
 NO_RESERVATION = Text("该供给下没有这个对接的预留。", "This offer holds no reservation for that match.")
 EDITABLE = (OfferStatus.ACTIVE, OfferStatus.PAUSED)
+# Refusals said alike by the single create and by an import's rows.
+REGISTRARS_ONLY = Text("只有协调员或管理员可以登记和修改组织。", "Only a coordinator or an admin may register or edit organisations.")
+REGISTRAR_REGIONS = Text("协调员只能登记或修改服务地区都在其辖区 {region} 内的组织。",
+                         "A coordinator may register or edit only organisations whose regions all lie inside {region}.")
+CREDIT_CODE_IN_USE = Text("统一社会信用代码 {code} 已被另一个组织登记。",
+                          "The credit code {code} is registered to another organisation.")
+SPEAKERS_ONLY = Text("只有该组织的成员或其所在地区的协调员可以管理它的供给。",
+                     "Only the organisation's members or a coordinator of its region may manage its offers.")
+MEMBERS_PUBLISH_FOR_OWN = Text("组织成员只能为本组织发布供给。", "An organisation's member may publish only for that organisation.")
+UNVERIFIED_PUBLISHER = Text("组织“{name}”尚未通过认证，认证后才能发布供给。请联系辖区协调员。",
+                            "The organisation '{name}' is not verified yet; it can publish offers once a coordinator verifies it.")
 
 
 # --- who may do what ----------------------------------------------------------------------------
@@ -73,23 +117,14 @@ def _can_see(principal: Principal, organisation: Organisation) -> bool:
 
 def _ensure_registrar(principal: Principal, region_codes: Sequence[str]) -> None:
     if principal.role not in (Role.COORDINATOR, Role.ADMIN):
-        raise Forbidden(
-            Text("只有协调员或管理员可以登记和修改组织。", "Only a coordinator or an admin may register or edit organisations.")
-        )
+        raise Forbidden(REGISTRARS_ONLY)
     if not governs_regions(principal, region_codes):
-        raise Forbidden(
-            Text("协调员只能登记或修改服务地区都在其辖区 {region} 内的组织。",
-                 "A coordinator may register or edit only organisations whose regions all lie inside {region}."),
-            region=principal.region_code or "-",
-        )
+        raise Forbidden(REGISTRAR_REGIONS, region=principal.region_code or "-")
 
 
 def _ensure_speaks_for(principal: Principal, organisation: Organisation) -> None:
     if not speaks_for_organisation(principal, organisation):
-        raise Forbidden(
-            Text("只有该组织的成员或其所在地区的协调员可以管理它的供给。",
-                 "Only the organisation's members or a coordinator of its region may manage its offers.")
-        )
+        raise Forbidden(SPEAKERS_ONLY)
 
 
 # --- pages ----------------------------------------------------------------------------------------
@@ -111,28 +146,36 @@ def _unknown_organisation() -> ValidationFailed:
 # --- organisations --------------------------------------------------------------------------------
 
 def _credit_code_in_use(credit_code: str) -> Conflict:
-    return Conflict(
-        Text("统一社会信用代码 {code} 已被另一个组织登记。", "The credit code {code} is registered to another organisation."),
-        code=credit_code,
-    )
+    return Conflict(CREDIT_CODE_IN_USE, code=credit_code)
 
 
 async def create_organisation(session: AsyncSession, *, principal: Principal, data: OrganisationCreate) -> Organisation:
     _ensure_registrar(principal, data.region_codes)
     if await repository.credit_code_taken(session, data.credit_code):
         raise _credit_code_in_use(data.credit_code)
-    organisation = Organisation(
-        **data.model_dump(exclude={"contact"}),
-        contact_name=data.contact.name if data.contact else None,
-        contact_phone=data.contact.phone if data.contact else None,
-        verified=False,
-        version=1,
-        created_by=principal.subject,
-    )
+    organisation = Organisation(**_new_organisation_values(data, principal))
     if not await repository.insert_organisation(session, organisation):
         raise _credit_code_in_use(data.credit_code)  # registered concurrently
     _publish(session, "organisation", organisation, "created")
     return organisation
+
+
+def _new_organisation_values(data: OrganisationCreate, principal: Principal) -> dict[str, Any]:
+    """Every column of a new organisation: for the ORM (one) or a multi-row INSERT (an import)."""
+    now = utcnow()
+    return {
+        **data.model_dump(exclude={"contact"}),
+        "id": new_id(),
+        "contact_name": data.contact.name if data.contact else None,
+        "contact_phone": data.contact.phone if data.contact else None,
+        "verified": False,
+        "verified_by": None,
+        "verified_at": None,
+        "version": 1,
+        "created_by": principal.subject,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def get_organisation(session: AsyncSession, *, principal: Principal, organisation_id: uuid.UUID) -> Organisation:
@@ -215,7 +258,7 @@ async def verify_organisation(session: AsyncSession, *, principal: Principal, or
 async def _publisher_organisation(session: AsyncSession, principal: Principal, organisation_id: uuid.UUID) -> Organisation:
     """The organisation an offer is published for, once the caller may speak for it."""
     if principal.role is Role.ORG_MEMBER and principal.organisation_id != organisation_id:
-        raise Forbidden(Text("组织成员只能为本组织发布供给。", "An organisation's member may publish only for that organisation."))
+        raise Forbidden(MEMBERS_PUBLISH_FOR_OWN)
     organisation = await repository.get_organisation(session, organisation_id)
     if organisation is None:
         raise _unknown_organisation()
@@ -226,23 +269,28 @@ async def _publisher_organisation(session: AsyncSession, principal: Principal, o
 async def create_offer(session: AsyncSession, *, principal: Principal, data: OfferCreate) -> Offer:
     organisation = await _publisher_organisation(session, principal, data.organisation_id)
     if not organisation.verified:
-        raise Conflict(
-            Text("组织“{name}”尚未通过认证，认证后才能发布供给。请联系辖区协调员。",
-                 "The organisation '{name}' is not verified yet; it can publish offers once a coordinator verifies it."),
-            name=organisation.name,
-        )
-    offer = Offer(
-        **data.model_dump(),
-        reserved=Decimal(0),
-        delivered=Decimal(0),
-        status=OfferStatus.ACTIVE,
-        version=1,
-        created_by=principal.subject,
-    )
+        raise Conflict(UNVERIFIED_PUBLISHER, name=organisation.name)
+    offer = Offer(**_new_offer_values(data, principal))
     repository.add_offer(session, offer)
     await session.flush()
     _publish(session, "offer", offer, "created")
     return offer
+
+
+def _new_offer_values(data: OfferCreate, principal: Principal) -> dict[str, Any]:
+    """Every column of a new offer: for the ORM (one) or a multi-row INSERT (an import)."""
+    now = utcnow()
+    return {
+        **data.model_dump(),
+        "id": new_id(),
+        "reserved": Decimal(0),
+        "delivered": Decimal(0),
+        "status": OfferStatus.ACTIVE,
+        "version": 1,
+        "created_by": principal.subject,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def get_offer(session: AsyncSession, *, offer_id: uuid.UUID) -> Offer:
@@ -512,3 +560,300 @@ async def end_pairing(session: AsyncSession, *, principal: Principal, pairing_id
     await session.flush()
     _publish(session, "pairing", pairing, "ended")
     return pairing
+
+
+# --- spreadsheets in and out ---------------------------------------------------------------------------
+# An import checks every row as the single create would (the same schema, the same rules, the same
+# messages) before any is written, and then writes all of them in multi-row INSERTs, each with its feed entry.
+
+_ORGANISATION_EXPORT_ONLY = [name for column in ORGANISATION_EXPORT_COLUMNS for name in column.names()]
+_OFFER_EXPORT_ONLY = [name for column in OFFER_EXPORT_COLUMNS for name in column.names()]
+_CONTACT_COLUMNS = {"contact.name": "contact_name", "contact.phone": "contact_phone"}
+
+
+def _report(sheet: sheets.ParsedSheet, ids: list[uuid.UUID], *, dry_run: bool) -> ImportReport:
+    return ImportReport(
+        dry_run=dry_run, rows=len(sheet.rows), created=0 if dry_run else len(ids),
+        errors=[RowErrorRead(**error.as_dict()) for error in sheet.errors[: sheets.RowsInvalid.MAX_REPORTED]],
+        error_count=len(sheet.errors), ignored_columns=sheet.ignored_columns, ids=[] if dry_run else ids,
+    )
+
+
+class _RowChecks:
+    """Where each row's errors go: the sheet's list, kept in row order, one error per cell.
+
+    A cell that could not be read was left out of the row, so the schema would call it missing as well;
+    the reading error is the one that says what to fix.
+    """
+
+    def __init__(self, sheet: sheets.ParsedSheet, columns: Sequence[sheets.Column]) -> None:
+        self.errors = sheet.errors
+        self.columns = columns
+        self.unreadable: dict[int, set[str]] = {}
+        for error in sheet.errors:
+            self.unreadable.setdefault(error.row, set()).add(error.column)
+
+    def add(self, number: int, field: str, message: Text, **params: object) -> None:
+        self.errors.append(sheets.RowError(number, sheets.column_of(field, self.columns), message.render(**params)))
+
+    def add_schema_errors(self, number: int, exc: ValidationError, renamed: Mapping[str, str] | None = None) -> None:
+        """The single create's messages, each at its row and column (a rule across fields names its own)."""
+        raw_errors = exc.errors()
+        unreadable = self.unreadable.get(number, set())
+        for raw, error in zip(raw_errors, field_errors_from_pydantic(raw_errors), strict=True):
+            field = str((raw.get("ctx") or {}).get("field") or error.field)
+            column = sheets.column_of((renamed or {}).get(field, field), self.columns)
+            if column not in unreadable:
+                self.errors.append(sheets.RowError(number, column, error.message))
+
+    def in_row_order(self) -> None:
+        self.errors.sort(key=lambda error: error.row)  # stable: a row's errors keep the order of its columns
+
+
+# organisations: coordinators (for organisations wholly inside their region) and admins, as POST /api/organisations
+
+async def import_organisations(
+    session: AsyncSession, *, principal: Principal, data: bytes, dry_run: bool
+) -> ImportReport:
+    """All or nothing: every row is checked as POST /api/organisations would check it before any is written."""
+    if principal.role not in (Role.COORDINATOR, Role.ADMIN):
+        raise Forbidden(REGISTRARS_ONLY)
+    with sheets.cyclic_gc_paused():
+        sheet = sheets.parse_sheet(data, ORGANISATION_COLUMNS, export_only=_ORGANISATION_EXPORT_ONLY)
+        checks = _RowChecks(sheet, ORGANISATION_COLUMNS)
+        checked = [(number, organisation) for number, values in sheet.rows
+                   if (organisation := _organisation_from_row(number, values, principal, checks))]
+    taken = await repository.taken_credit_codes(session, {organisation.credit_code for _, organisation in checked})
+    valid = _with_unused_credit_codes(checked, taken, checks)
+    checks.in_row_order()
+    if sheet.errors and not dry_run:
+        raise sheets.RowsInvalid(sheet.errors)
+    organisations = [_new_organisation_values(organisation, principal) for organisation in valid]
+    if not dry_run:
+        if not await repository.add_organisations(session, organisations):
+            raise Conflict(
+                Text("导入期间，文件中的统一社会信用代码已被另一个组织登记，没有导入任何一行；请重新导入以查看是哪一行。",
+                     "A credit code of the file was registered meanwhile and nothing was imported; "
+                     "import again to see which row.")
+            )
+        with sheets.cyclic_gc_paused():
+            for values in organisations:
+                record_change(session, Change, entity="organisation", entity_id=values["id"], op="created",
+                              data=organisation_feed_data(values))
+    return _report(sheet, [values["id"] for values in organisations], dry_run=dry_run)
+
+
+def _organisation_from_row(
+    number: int, values: dict[str, Any], principal: Principal, checks: _RowChecks
+) -> OrganisationCreate | None:
+    name, phone = values.pop("contact_name", None), values.pop("contact_phone", None)
+    if name or phone:
+        values["contact"] = {"name": name or "", "phone": phone}
+    try:
+        data = OrganisationCreate.model_validate(values)
+    except ValidationError as exc:
+        checks.add_schema_errors(number, exc, _CONTACT_COLUMNS)
+        return None
+    if not governs_regions(principal, data.region_codes):
+        checks.add(number, "region_codes", REGISTRAR_REGIONS, region=principal.region_code or "-")
+        return None
+    return data
+
+
+def _with_unused_credit_codes(
+    checked: list[tuple[int, OrganisationCreate]], taken: set[str], checks: _RowChecks
+) -> list[OrganisationCreate]:
+    """A credit code names one organisation: not one registered already, nor one of an earlier row."""
+    first_row: dict[str, int] = {}
+    valid: list[OrganisationCreate] = []
+    for number, organisation in checked:
+        code = organisation.credit_code
+        if code in taken:
+            checks.add(number, "credit_code", CREDIT_CODE_IN_USE, code=code)
+        elif code in first_row:
+            checks.add(number, "credit_code", Text("与第 {row} 行的统一社会信用代码相同", "The same credit code as row {row}"),
+                       row=first_row[code])
+        else:
+            first_row[code] = number
+            valid.append(organisation)
+    return valid
+
+
+def organisation_export_header(locale: Locale) -> list[str]:
+    return [column.header(locale) for column in (*ORGANISATION_COLUMNS, *ORGANISATION_EXPORT_COLUMNS)]
+
+
+async def export_organisations(
+    db: Database, *, principal: Principal, filters: OrganisationFilters, locale: Locale, batch: int = 1000
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """The organisations the list shows this caller, page by page, each read in its own short transaction."""
+    own = principal.organisation_id if principal.role is Role.ORG_MEMBER else None
+    after: Keyset | None = None
+    while True:
+        async with db.read_session() as session:
+            rows = await repository.organisation_rows(
+                session, filters, unverified_within=_unverified_within(principal), own_organisation=own,
+                limit=batch, after=after,
+            )
+        if not rows:
+            return
+        yield [_organisation_export_row(row, principal, locale) for row in rows]
+        after = rows[-1]["created_at"], rows[-1]["id"]
+
+
+def _organisation_export_row(row: Mapping[Any, Any], principal: Principal, locale: Locale) -> list[Any]:
+    private = principal.belongs_to(row["id"]) or governs_regions(principal, row["region_codes"])
+    return [
+        row["name"], ORG_TYPE_LABELS[OrgType(row["org_type"])].in_locale(locale), row["credit_code"],
+        grade_text(row["grade"]), "、".join(row["region_codes"]), row["contact_name"],
+        row["contact_phone"] if private else None, row["description"],
+        str(row["id"]), VERIFIED_LABELS[bool(row["verified"])].in_locale(locale),
+        row["verified_at"].isoformat(timespec="seconds") if row["verified_at"] else None,
+        row["created_at"].isoformat(timespec="seconds"),
+    ]
+
+
+# offers: an organisation's members (for it only), coordinators governing it and admins, as POST /api/offers
+
+Refusal = tuple[Text, dict[str, object]]
+
+
+class _Publishers:
+    """The organisations a sheet names, by credit code or id, looked up once for all its rows; and whether
+    the caller may publish for each, worked out once per organisation rather than once per row."""
+
+    _STAND_IN = uuid.UUID(int=0)  # checks a row whose organisation is refused, so that its other errors show too
+
+    def __init__(self, organisations: Sequence[Organisation], principal: Principal) -> None:
+        self.by_code = {organisation.credit_code: organisation for organisation in organisations}
+        self.by_id = {organisation.id: organisation for organisation in organisations}
+        self.principal = principal
+        self.verdicts: dict[str | uuid.UUID, tuple[uuid.UUID, Refusal | None]] = {}
+
+    def verdict(self, reference: str | uuid.UUID) -> tuple[uuid.UUID, Refusal | None]:
+        """The organisation's id (or a stand-in) and, when the caller may not publish for it, why not."""
+        known = self.verdicts.get(reference)
+        if known is None:
+            known = self.verdicts[reference] = self._judge(reference)
+        return known
+
+    def _judge(self, reference: str | uuid.UUID) -> tuple[uuid.UUID, Refusal | None]:
+        principal = self.principal
+        organisation = self.by_id.get(reference) if isinstance(reference, uuid.UUID) else self.by_code.get(reference)
+        member = principal.role is Role.ORG_MEMBER
+        if organisation is None:
+            # A member naming another organisation is refused as such, whether or not it exists.
+            refused = member and reference != principal.organisation_id
+            return self._STAND_IN, ((MEMBERS_PUBLISH_FOR_OWN if refused else ORGANISATION_NOT_FOUND), {})
+        if member and organisation.id != principal.organisation_id:
+            return organisation.id, (MEMBERS_PUBLISH_FOR_OWN, {})
+        if not speaks_for_organisation(principal, organisation):
+            return organisation.id, (SPEAKERS_ONLY, {})
+        if not organisation.verified:
+            return organisation.id, (UNVERIFIED_PUBLISHER, {"name": organisation.name})
+        return organisation.id, None
+
+
+def _organisation_reference(cell: Any) -> str | uuid.UUID | None:
+    """A credit code (upper-cased), an organisation id, or None for a blank cell."""
+    text = str(cell).strip() if cell is not None else ""
+    return _reference(text) if text else None
+
+
+@lru_cache(maxsize=4096)
+def _reference(text: str) -> str | uuid.UUID:
+    """Parsed once per distinct text: a sheet of 100k rows names a few organisations over and over."""
+    if len(text) >= 32:  # a credit code has 18 characters; an id, 32 hex digits and perhaps hyphens
+        try:
+            return uuid.UUID(text)
+        except ValueError:
+            pass
+    return text.upper()
+
+
+async def import_offers(session: AsyncSession, *, principal: Principal, data: bytes, dry_run: bool) -> ImportReport:
+    """All or nothing: every row is checked as POST /api/offers would check it before any is written.
+
+    The organisation column names the publisher by its unified social credit code (or its id); a member
+    may leave it out, and then publishes for their own organisation, the only one they may publish for.
+    """
+    if principal.role not in (Role.ORG_MEMBER, Role.COORDINATOR, Role.ADMIN) or (
+        principal.role is Role.ORG_MEMBER and principal.organisation_id is None
+    ):
+        raise Forbidden(Text("只有组织成员、协调员和管理员可以导入供给。",
+                             "Only organisations' members, coordinators and admins import offers."))
+    with sheets.cyclic_gc_paused():
+        sheet = sheets.parse_sheet(data, OFFER_COLUMNS, export_only=_OFFER_EXPORT_ONLY)
+        references = {_organisation_reference(values.get("organisation_id")) for _, values in sheet.rows}
+    if principal.organisation_id is not None:
+        references.add(principal.organisation_id)
+    publishers = _Publishers(await repository.organisations_named(
+        session, credit_codes={ref for ref in references if isinstance(ref, str)},
+        ids={ref for ref in references if isinstance(ref, uuid.UUID)},
+    ), principal)
+    with sheets.cyclic_gc_paused():
+        checks = _RowChecks(sheet, OFFER_COLUMNS)
+        offers = [offer for number, values in sheet.rows
+                  if (offer := _offer_from_row(number, values, principal, publishers, checks))]
+        checks.in_row_order()
+    if sheet.errors and not dry_run:
+        raise sheets.RowsInvalid(sheet.errors)
+    if not dry_run:
+        await repository.add_offers(session, offers)
+        with sheets.cyclic_gc_paused():
+            for values in offers:
+                record_change(session, Change, entity="offer", entity_id=values["id"], op="created",
+                              data=offer_feed_data(values))
+    return _report(sheet, [values["id"] for values in offers], dry_run=dry_run)
+
+
+def _offer_from_row(
+    number: int, values: dict[str, Any], principal: Principal, publishers: _Publishers, checks: _RowChecks
+) -> dict[str, Any] | None:
+    reference = _organisation_reference(values.pop("organisation_id", None))
+    if reference is None and principal.role is Role.ORG_MEMBER:
+        reference = principal.organisation_id
+    refusal: Refusal | None = None
+    if reference is not None:  # otherwise the schema reports the organisation missing
+        values["organisation_id"], refusal = publishers.verdict(reference)
+    if refusal is not None:
+        checks.add(number, "organisation_id", refusal[0], **refusal[1])
+    try:
+        data = OfferCreate.model_validate(values)
+    except ValidationError as exc:
+        checks.add_schema_errors(number, exc)
+        return None
+    return None if refusal is not None else _new_offer_values(data, principal)
+
+
+def offer_export_header(locale: Locale) -> list[str]:
+    return [column.header(locale) for column in (*OFFER_COLUMNS, *OFFER_EXPORT_COLUMNS)]
+
+
+async def export_offers(
+    db: Database, *, filters: OfferFilters, locale: Locale, batch: int = 1000
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """The offers the list shows (offers are public to everyone signed in), page by page, each in its own read."""
+    after: Keyset | None = None
+    while True:
+        async with db.read_session() as session:
+            rows = await repository.offer_rows(session, filters, limit=batch, after=after)
+        if not rows:
+            return
+        yield [_offer_export_row(row, locale) for row in rows]
+        after = rows[-1]["created_at"], rows[-1]["id"]
+
+
+def _offer_export_row(row: Mapping[Any, Any], locale: Locale) -> list[Any]:
+    def labels(names: Mapping[Any, Text], codes: Sequence[str]) -> str:
+        return "、".join(names[code].in_locale(locale) for code in codes)
+
+    quantity, reserved, delivered = row["quantity"], row["reserved"], row["delivered"]
+    return [
+        row["organisation_credit_code"], row["title"], row["description"], labels(CATEGORY_LABELS, row["categories"]),
+        KIND_LABELS[row["kind"]].in_locale(locale), quantity, UNIT_LABELS[row["unit"]].in_locale(locale),
+        "、".join(row["region_codes"]), row["radius_km"], row["lat"], row["lon"], row["available_from"].isoformat(),
+        row["available_until"].isoformat(), labels(GROUP_LABELS, row["beneficiary_groups"]), "、".join(row["skills"]),
+        row["organisation_name"], str(row["id"]), OFFER_STATUS_LABELS[OfferStatus(row["status"])].in_locale(locale),
+        reserved, delivered, quantity - reserved - delivered, row["created_at"].isoformat(timespec="seconds"),
+    ]
