@@ -54,8 +54,9 @@ def create_app(
         database=database,
         idempotency_model=IdempotencyRecord,
         lifespan=lifespan,
-        # The web pages come before the proxy, whose catch-all answers every other path.
-        routers=[token_router, router, openapi.router, *WEB_ROUTERS, proxy.router],
+        # The proxy first: every /api request (most of the traffic) matches it at once instead of after
+        # each page's route; it claims nothing outside /api/.
+        routers=[proxy.router, token_router, router, openapi.router, *WEB_ROUTERS],
         # /openapi.json and /docs are the merged ones (gateway/openapi.py), not FastAPI's defaults.
         openapi_url=None,
         docs_url=None,

@@ -32,6 +32,8 @@ class GatewaySettings(ServiceSettings):
     matching_url: str | None = None
     connect_timeout: float = Field(default=2.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
+    # Spreadsheet imports (POST …/import) answer only once every row is checked and written.
+    import_timeout: float = Field(default=300.0, gt=0)
     pool_timeout: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
     openapi_cache_seconds: float = Field(default=30.0, ge=0)

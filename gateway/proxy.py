@@ -73,17 +73,42 @@ async def forward(request: Request, service: str) -> Response:
         client.base_url.copy_with(raw_path=_upstream_target(request).encode("latin-1")),
         headers=headers,
         content=request.stream() if _has_body(request) else None,
+        timeout=upstreams.import_timeout if _is_import(request) else upstreams.timeout,
     )
     try:
         response = await client.send(upstream_request, stream=True)
     except UPSTREAM_ERRORS as exc:
         raise upstream_failure(service, exc) from exc
+    headers = {name: response.headers[name] for name in FORWARDED_RESPONSE_HEADERS if name in response.headers}
+    if _small(response):
+        # Read whole and answered in one piece: a StreamingResponse's task group, disconnect listener and
+        # async generator cost more than relaying a page of JSON. Still the upstream's bytes, untouched.
+        try:
+            body = await response.aread()
+        except UPSTREAM_ERRORS as exc:
+            raise upstream_failure(service, exc) from exc
+        finally:
+            await response.aclose()
+        return Response(body, status_code=response.status_code, headers=headers)
     return StreamingResponse(
         _relay(response, service),
         status_code=response.status_code,
-        headers={name: response.headers[name] for name in FORWARDED_RESPONSE_HEADERS if name in response.headers},
+        headers=headers,
         background=BackgroundTask(response.aclose),
     )
+
+
+def _is_import(request: Request) -> bool:
+    """A spreadsheet import checks every row before it answers: 100k rows take tens of seconds."""
+    return request.method == "POST" and request.scope["path"].endswith("/import")
+
+
+MAX_BUFFERED = 1 << 20  # a larger answer (or one of unknown length: an export) is streamed
+
+
+def _small(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) <= MAX_BUFFERED
 
 
 @router.api_route("/api/{path:path}", methods=PROXIED_METHODS, include_in_schema=False)

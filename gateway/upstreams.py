@@ -72,6 +72,10 @@ class Upstreams:
             connect=settings.connect_timeout, read=settings.read_timeout, write=settings.read_timeout,
             pool=settings.pool_timeout,
         )
+        self.import_timeout = httpx.Timeout(
+            connect=settings.connect_timeout, read=settings.import_timeout, write=settings.import_timeout,
+            pool=settings.pool_timeout,
+        )
         limits = httpx.Limits(
             max_connections=settings.upstream_max_connections,
             max_keepalive_connections=settings.upstream_max_connections,

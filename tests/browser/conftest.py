@@ -31,10 +31,13 @@ DESKTOP = {"width": 1280, "height": 860}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marked `browser`, and run last: while Playwright's sync API runs, its event loop is the thread's,
+    and no other test could start one (asyncio.run) until it stops."""
     here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
+    in_browser = [item for item in items if here in Path(str(item.fspath)).parents]
+    for item in in_browser:
+        item.add_marker(pytest.mark.browser)
+    items[:] = [item for item in items if item not in in_browser] + in_browser
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Login:
     scope: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail(f"Chromium is not installed at {CHROMIUM}: apt-get install -y chromium (.ci/run does this)")
@@ -61,13 +64,13 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             running.process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def logins(web: Platform) -> dict[str, Login]:
     raw = json.loads((web.data_dir / "demo-logins.json").read_text(encoding="utf-8"))
     return {role: Login(role, entry["username"], entry["password"], entry["scope"]) for role, entry in raw.items()}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
