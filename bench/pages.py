@@ -64,11 +64,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             logins = json.loads((platform.data_dir / "demo-logins.json").read_text(encoding="utf-8"))
             rows = []
             for role, paths in PAGES_OF_ROLE.items():
-                with signed_in_client(platform, logins[role]["username"], logins[role]["password"]) as client:
+                client = signed_in_client(platform, logins[role]["username"], logins[role]["password"])
+                try:
                     for path in paths:
                         timings = sorted(measure(client, path, args.requests))
                         p95 = timings[max(0, round(0.95 * len(timings)) - 1)]
                         rows.append((role, path, statistics.median(timings), p95, timings[-1]))
+                finally:
+                    client.close()
         finally:
             platform.stop()
     print(f"\nPages on the demo data, {args.requests} sequential requests each, through the gateway (target < {TARGET_MS:.0f} ms):")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -41,8 +42,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_RANDOM_IDS: list[bytes] = []
+_IDS_PER_DRAW = 256
+# A forked child must not hand out the ids its parent still holds.
+os.register_at_fork(after_in_child=_RANDOM_IDS.clear)
+
+
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    """A random (version 4) UUID, as uuid4() makes it, but with the OS's random bytes drawn 4 KiB at a time:
+    one system call per id was a twentieth of a 100k-row import."""
+    try:
+        raw = _RANDOM_IDS.pop()  # atomic: safe from several threads
+    except IndexError:
+        block = os.urandom(16 * _IDS_PER_DRAW)
+        _RANDOM_IDS.extend(block[start:start + 16] for start in range(0, len(block), 16))
+        raw = _RANDOM_IDS.pop()
+    return uuid.UUID(bytes=raw, version=4)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -120,6 +135,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # 32 MB of page cache (the default is 2 MB): writing 100k rows into several indexes stays in memory.
+        cursor.execute("PRAGMA cache_size=-32768")
+        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -269,6 +269,7 @@ def parse_sheet(data: bytes, columns: Sequence[Column], *, export_only: Iterable
     positions = _map_headers(header, columns, export_only, sheet)
     if sheet.errors:
         return sheet
+    parsed: dict[int, dict[tuple[type, Cell], Any]] = {index: {} for index in positions}
     for number, cells in enumerate(rows, start=2):
         if number - 1 > MAX_ROWS:
             raise ValidationFailed(
@@ -277,7 +278,7 @@ def parse_sheet(data: bytes, columns: Sequence[Column], *, export_only: Iterable
         cells = [_blank_is_none(cell) for cell in cells]
         if all(cell is None for cell in cells):
             continue
-        sheet.rows.append((number, _parse_row(number, cells, positions, sheet.errors)))
+        sheet.rows.append((number, _parse_row(number, cells, positions, sheet.errors, parsed)))
     if not sheet.rows and not sheet.errors:
         raise ValidationFailed(Text("文件只有表头，没有数据行。", "The file has headers but no rows."))
     return sheet
@@ -310,18 +311,35 @@ def _blank_is_none(cell: Cell) -> Cell:
     return cell
 
 
-def _parse_row(number: int, cells: list[Cell], positions: dict[int, Column], errors: list[RowError]) -> dict[str, Any]:
+# Cells repeat down a column (categories, units, dates, villages): each distinct cell is parsed once, up to
+# this many per column. Lists are not remembered (each row gets its own), nor errors (each row reports its own).
+MAX_REMEMBERED_CELLS = 20_000
+
+
+def _parse_row(
+    number: int, cells: list[Cell], positions: dict[int, Column], errors: list[RowError],
+    parsed: dict[int, dict[tuple[type, Cell], Any]],
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     locale = current_locale.get()
     for index, column in positions.items():
         cell = cells[index] if index < len(cells) else None
         if cell is None:
             continue
+        remembered = parsed[index]
+        key = (type(cell), cell)  # by type too: True == 1 == 1.0, but only 1 is an amount
+        if key in remembered:
+            values[column.field] = remembered[key]
+            continue
         try:
-            values[column.field] = column.parse(cell)
+            value = column.parse(cell)
         except PydanticCustomError as error:
             context = error.context or {}
             errors.append(RowError(number, column.header(locale), str(context.get(locale, error.message()))))
+            continue
+        values[column.field] = value
+        if not isinstance(value, list) and len(remembered) < MAX_REMEMBERED_CELLS:
+            remembered[key] = value
     return values
 
 

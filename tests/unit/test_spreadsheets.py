@@ -8,7 +8,17 @@ from decimal import Decimal
 import pytest
 from pydantic_core import PydanticCustomError
 
-from services.common.spreadsheets import as_amount, as_date, as_integer, as_list, as_text, choice, normalise_header
+from services.common.spreadsheets import (
+    Column,
+    as_amount,
+    as_date,
+    as_integer,
+    as_list,
+    as_text,
+    choice,
+    normalise_header,
+    parse_sheet,
+)
 from services.common.vocabulary import UNIT_LABELS
 
 
@@ -71,3 +81,19 @@ def test_choices_take_codes_labels_and_synonyms() -> None:
 def test_headers_match_whatever_marks_people_add() -> None:
     assert normalise_header(" 项目名称* ") == normalise_header("项目名称（必填）") == "项目名称"
     assert normalise_header("Title (required)") == "title"
+
+
+def test_a_cell_repeated_down_a_column_is_read_once_but_each_row_keeps_its_own_list_and_errors() -> None:
+    columns = [
+        Column("amount", "金额", "Amount", as_amount, required=True),
+        Column("groups", "受益群体", "Groups", as_list),
+    ]
+    data = "金额,受益群体\n145万元,学生、老人\n145万元,学生、老人\n很多,学生\n很多,学生\n".encode()
+
+    sheet = parse_sheet(data, columns)
+
+    first, second = sheet.rows[0][1], sheet.rows[1][1]
+    assert first["amount"] == second["amount"] == Decimal("1450000")
+    assert first["groups"] == second["groups"] == ["学生", "老人"]
+    assert first["groups"] is not second["groups"]  # a list changed for one row never changes another's
+    assert [error.row for error in sheet.errors] == [4, 5]  # a bad cell is reported on every row it appears
