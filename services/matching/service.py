@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import Database, utcnow
 from services.common.errors import CORRECT_FIELDS, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
-from services.common.http import check_version, decode_keyset, keyset_page
+from services.common.http import Keyset, check_version, decode_keyset, keyset_page
 from services.common.identity import Principal, Role
 from services.common.messages import Locale, Text
 from services.common.vocabulary import CATEGORY_LABELS, KIND_LABELS, UNIT_LABELS
@@ -329,14 +329,28 @@ async def export_matches(
     db: Database, *, principal: Principal, filters: MatchFilters, locale: Locale, batch: int = 1000
 ) -> AsyncIterator[list[Sequence[Any]]]:
     """The matches the list would show, newest first, in keyset batches each read in its own short transaction."""
-    visible, clauses, after = _visible_matches(principal), match_clauses(filters), None
+    visible, clauses = _visible_matches(principal), match_clauses(filters)
+
+    async def read(session: AsyncSession, after: Keyset | None) -> Sequence[Any]:
+        return await repository.export_matches(session, visible=visible, clauses=clauses, limit=batch, after=after)
+
+    async for rows in _keyset_batches(db, read):
+        yield [_match_export_row(*row, locale=locale) for row in rows]
+
+
+async def _keyset_batches(
+    db: Database, read: Callable[[AsyncSession, Keyset | None], Awaitable[Sequence[Any]]]
+) -> AsyncIterator[Sequence[Any]]:
+    """Rows whose first item is a record with created_at and id, each batch read in its own short transaction,
+    so a large export never sits in memory nor holds a transaction open while the client reads."""
+    after: Keyset | None = None
     while True:
         async with db.read_session() as session:
-            rows = await repository.export_matches(session, visible=visible, clauses=clauses, limit=batch, after=after)
+            rows = await read(session, after)
         if not rows:
             return
-        yield [_match_export_row(*row, locale=locale) for row in rows]
-        last: Match = rows[-1][0]
+        yield rows
+        last = rows[-1][0]
         after = last.created_at, last.id
 
 
@@ -382,15 +396,13 @@ async def export_deliveries(
     db: Database, *, principal: Principal, filters: DeliveryFilters, locale: Locale, batch: int = 1000
 ) -> AsyncIterator[list[Sequence[Any]]]:
     """Deliveries of the matches the caller may see, newest recorded first, in keyset batches."""
-    visible, clauses, after = _visible_matches(principal), delivery_clauses(filters), None
-    while True:
-        async with db.read_session() as session:
-            rows = await repository.export_deliveries(session, visible=visible, clauses=clauses, limit=batch, after=after)
-        if not rows:
-            return
+    visible, clauses = _visible_matches(principal), delivery_clauses(filters)
+
+    async def read(session: AsyncSession, after: Keyset | None) -> Sequence[Any]:
+        return await repository.export_deliveries(session, visible=visible, clauses=clauses, limit=batch, after=after)
+
+    async for rows in _keyset_batches(db, read):
         yield [_delivery_export_row(*row, locale=locale) for row in rows]
-        last: Delivery = rows[-1][0]
-        after = last.created_at, last.id
 
 
 def _delivery_export_row(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 from collections.abc import Callable
@@ -170,6 +171,26 @@ def test_match_run_follows_the_run_and_prints_its_results(
     with platform.client() as client:
         matches = client.get("/api/matches", params={"need_id": township["books"]}, headers=admin_headers).json()["items"]
     assert [(match["offer_id"], match["status"], match["quantity"]) for match in matches] == [(township["offer"], "proposed", "200.00")]
+
+
+def test_export_matches_and_the_report_see_what_the_run_proposed(
+    platform: Platform, admin: Admin, township: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "matches.csv"
+    exported = run(platform, admin, "export", "matches", "--out", str(target), "--filter", f"need_id={township['books']}")
+    assert exported.exit_code == 0, exported.output
+    with target.open(encoding="utf-8-sig", newline="") as stream:
+        rows = list(csv.reader(stream))
+    assert len(rows) == 2 and township["books"] in rows[1]  # the header, and the run's one proposal
+
+    # Report days are Beijing's (UTC+8): a span of three days holds "today" wherever this machine's clock is.
+    since, until = (date.today() - timedelta(days=1)).isoformat(), (date.today() + timedelta(days=1)).isoformat()
+    report = run(platform, admin, "report", TOWNSHIP, "--from", since, "--to", until, "--format", "json")
+    assert report.exit_code == 0, report.output
+    summary = json.loads(report.output)
+    assert summary["region"] == TOWNSHIP
+    assert summary["needs"]["posted"] == 2  # the township's two needs; a proposal commits nothing yet
+    assert summary["totals"]["value_committed"] == "0.00"
 
 
 def test_a_wrong_password_says_so_and_exits_3(platform: Platform, admin: Admin) -> None:
