@@ -240,6 +240,12 @@ async def offer_create(request: Request, page: SignedIn) -> Response:
     return redirect(request, f"/org/offers?published={offer['id']}")
 
 
+def _refused_reason(problem: ApiProblem, reason: str) -> dict[str, Any]:
+    """A withdrawal's form after the API refused it: open again, with its message next to the reason."""
+    errors, other_errors = split_problem(problem, REASON_FORM_FIELDS)
+    return {"reason": reason, "errors": errors, "other_errors": other_errors, "problem": problem, "open": True}
+
+
 @router.post("/org/offers/{offer_id}/withdraw", response_class=HTMLResponse)
 async def offer_withdraw(request: Request, page: SignedIn, offer_id: uuid.UUID) -> Response:
     _organisation_of(page)
@@ -251,8 +257,7 @@ async def offer_withdraw(request: Request, page: SignedIn, offer_id: uuid.UUID) 
     except ApiProblem as problem:
         if problem.status in NOT_FOR_THE_FORM:
             raise
-        errors, other_errors = split_problem(problem, REASON_FORM_FIELDS)
-        state = {"reason": reason, "errors": errors, "other_errors": other_errors, "problem": problem, "open": True}
+        state = _refused_reason(problem, reason)
         if is_htmx(request):
             offer = await api.get(f"/api/offers/{offer_id}", token=page.token)
             return render(request, page, "org/_withdraw_form.html", status_code=refusal_status(problem, request), offer=offer,
@@ -472,8 +477,7 @@ async def cancel_pledge(request: Request, page: SignedIn, match_id: uuid.UUID) -
     except ApiProblem as problem:
         if problem.status in NOT_FOR_THE_FORM:
             raise
-        errors, other_errors = split_problem(problem, REASON_FORM_FIELDS)
-        state = {"reason": reason, "errors": errors, "other_errors": other_errors, "problem": problem, "open": True}
+        state = _refused_reason(problem, reason)
         if is_htmx(request):
             match = await api.get(f"/api/matches/{match_id}", token=page.token)
             return render(request, page, "org/_cancel_form.html", status_code=refusal_status(problem, request), match=match,
